@@ -1,0 +1,72 @@
+"""The arq worker: `creation-king worker` runs long creations queued by any API replica.
+
+Job functions stay thin: they take ids, call the application layer and return a status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from arq import func
+from arq.connections import RedisSettings
+from arq.worker import Worker
+
+from resolvers import keys
+from resolvers.queue import JOB_NAME, deserialize_job, serialize_job
+from resolvers.resources import open_core
+from resolvers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def run_creation(ctx: dict[str, Any], creation_id: str) -> str | None:
+    """Produce a queued creation's events; arq retries it if the worker stops midway."""
+    status = await ctx["runner"].run(creation_id)
+    return None if status is None else str(status.value)
+
+
+async def _startup(ctx: dict[str, Any]) -> None:
+    if "runner" in ctx:
+        return  # the caller handed in open resources (tests sharing their process)
+    stack = contextlib.AsyncExitStack()
+    core = await stack.enter_async_context(open_core(ctx["settings"]))
+    ctx["stack"], ctx["runner"] = stack, core.runner
+    log.info("worker ready: engine=%s queue=%s", core.engine.name, keys.JOB_QUEUE)
+
+
+async def _shutdown(ctx: dict[str, Any]) -> None:
+    stack: contextlib.AsyncExitStack | None = ctx.get("stack")
+    if stack is not None:
+        await stack.aclose()
+
+
+def create_worker(settings: Settings, **overrides: Any) -> Worker:
+    """An arq Worker for our queue; call inside a running loop (tests pass burst=True)."""
+    if not settings.redis_url:
+        raise ValueError("the worker needs CK_REDIS_URL (embedded mode runs jobs in-process)")
+    options: dict[str, Any] = {
+        "functions": [
+            func(  # type: ignore[arg-type]
+                run_creation,
+                name=JOB_NAME,
+                timeout=settings.job_timeout_seconds,
+                max_tries=settings.job_max_tries,
+            )
+        ],
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "queue_name": keys.JOB_QUEUE,
+        "on_startup": _startup,
+        "on_shutdown": _shutdown,
+        "ctx": {"settings": settings},
+        "job_serializer": serialize_job,
+        "job_deserializer": deserialize_job,
+        "allow_abort_jobs": True,
+        "max_jobs": settings.max_concurrent_jobs,
+        "health_check_interval": 30,
+        "keep_result": 300,
+        "job_completion_wait": 30,
+    }
+    options.update(overrides)
+    return Worker(**options)

@@ -1,0 +1,184 @@
+"""Creation use cases: start, read, list, cancel and follow, always as the calling user."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tortoise.expressions import Q
+
+from resolvers.auth import Principal, require_user
+from resolvers.errors import AlreadyFinished, InvalidInput, NotFound
+from resolvers.events import Event, EventKind
+from resolvers.feed import Feed
+from resolvers.models import Creation, CreationStatus
+from resolvers.queue import JobQueue
+from resolvers.runner import Runner
+from resolvers.tools import Mode, get_tool
+
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of creations, newest first, with Relay-style cursors."""
+
+    items: list[tuple[str, Creation]]
+    has_next: bool
+    end_cursor: str | None
+
+
+async def start_creation(
+    *,
+    principal: Principal | None,
+    tool_name: str,
+    payload: Mapping[str, Any],
+    runner: Runner,
+    queue: JobQueue,
+) -> Creation:
+    """Validate, store the creation as QUEUED and dispatch it (fast: here; long: a worker)."""
+    user = require_user(principal)
+    tool = get_tool(tool_name)
+    data = tool.parse(payload)
+    creation = await Creation.create(owner_id=user.user_id, tool=tool.name, input=data)
+    if tool.mode is Mode.FAST:
+        runner.spawn(str(creation.id))
+    else:
+        await queue.enqueue(str(creation.id))
+    return creation
+
+
+async def wait_until_finished(creation: Creation, *, feed: Feed) -> Creation:
+    """Follow the creation's log to its terminal event, then reload the row."""
+    async for _event in feed.follow(str(creation.id)):
+        pass
+    await creation.refresh_from_db()
+    return creation
+
+
+async def get_creation(*, principal: Principal | None, creation_id: str) -> Creation:
+    """The caller's creation; NotFound for unknown ids and for other users' creations."""
+    user = require_user(principal)
+    creation = await Creation.get_or_none(id=_uuid(creation_id))
+    if creation is None or str(creation.owner_id) != user.user_id:
+        raise NotFound(f"no creation {creation_id}")
+    return creation
+
+
+async def list_creations(
+    *, principal: Principal | None, first: int, after: str | None, tool: str | None = None
+) -> Page:
+    """The caller's creations, newest first, `first` at most MAX_PAGE per page."""
+    user = require_user(principal)
+    if not 1 <= first <= MAX_PAGE:
+        raise InvalidInput(f"first: must be between 1 and {MAX_PAGE}", field="first")
+    query = Creation.filter(owner_id=user.user_id)
+    if tool is not None:
+        query = query.filter(tool=get_tool(tool).name)
+    if after is not None:
+        created_at, last_id = _decode_cursor(after)
+        query = query.filter(
+            Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=last_id)
+        )
+    rows = await query.order_by("-created_at", "-id").limit(first + 1)
+    items = [(_encode_cursor(row), row) for row in rows[:first]]
+    return Page(items=items, has_next=len(rows) > first, end_cursor=items[-1][0] if items else None)
+
+
+async def cancel_creation(
+    *, principal: Principal | None, creation_id: str, runner: Runner, queue: JobQueue, feed: Feed
+) -> Creation:
+    """Stop a creation wherever it runs; it ends with `cancelled` and the usage so far."""
+    creation = await get_creation(principal=principal, creation_id=creation_id)
+    if creation.status.terminal:
+        raise AlreadyFinished(f"creation {creation_id} is already {creation.status.value}")
+    # Not started yet: cancel it here (the compare-and-set loses to a runner that claims it).
+    cancelled = await Creation.filter(id=creation.id, status=CreationStatus.QUEUED).update(
+        status=CreationStatus.CANCELLED, finished_at=datetime.now(UTC), last_seq=1
+    )
+    if cancelled:
+        await feed.publish(Event(str(creation.id), 1, EventKind.CANCELLED))
+        await queue.abort(str(creation.id))
+    else:
+        # The runner's signal stops the model mid-stream and still writes the terminal event;
+        # an arq abort here could kill the job while it writes that event.
+        await runner.request_cancel(str(creation.id))
+    await creation.refresh_from_db()
+    return creation
+
+
+async def follow_creation(
+    *, principal: Principal | None, creation_id: str, after: int, feed: Feed
+) -> AsyncIterator[Event]:
+    """Events of the caller's creation with seq > `after`, then the live tail."""
+    if after < 0:
+        raise InvalidInput("after: must be 0 or more", field="after")
+    creation = await get_creation(principal=principal, creation_id=creation_id)
+    return _follow(creation, after, feed)
+
+
+async def _follow(creation: Creation, after: int, feed: Feed) -> AsyncIterator[Event]:
+    creation_id = str(creation.id)
+    if creation.status.terminal and await feed.history.last_seq(creation_id) < creation.last_seq:
+        # The log expired: replay what the row remembers, ending on the original seq.
+        for event in _from_row(creation):
+            if event.seq > after:
+                yield event
+        return
+    async for event in feed.follow(creation_id, after=after):
+        yield event
+
+
+def _from_row(creation: Creation) -> list[Event]:
+    creation_id, last = str(creation.id), creation.last_seq
+    kind = {
+        CreationStatus.COMPLETED: EventKind.COMPLETED,
+        CreationStatus.CANCELLED: EventKind.CANCELLED,
+    }.get(creation.status, EventKind.FAILED)
+    events = [Event(creation_id, 1, EventKind.STARTED, model=creation.model)]
+    if creation.output and last > 2:
+        events.append(
+            Event(
+                creation_id,
+                last - 1,
+                EventKind.DELTA,
+                text=creation.output,
+                completion_tokens=creation.completion_tokens,
+                first_seq=2,
+            )
+        )
+    terminal = Event(
+        creation_id,
+        last,
+        kind,
+        prompt_tokens=creation.prompt_tokens,
+        completion_tokens=creation.completion_tokens,
+        code=creation.error_code or "",
+        message=creation.error_message or "",
+    )
+    return [e for e in events if e.seq < last] + [terminal]
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound(f"no creation {value}") from None
+
+
+def _encode_cursor(row: Creation) -> str:
+    raw = f"{row.created_at.isoformat()}|{row.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created_at, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(created_at), uuid.UUID(row_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("after: not a cursor from this API", field="after") from None

@@ -1,0 +1,82 @@
+"""Domain errors: what a client may see, each with a stable `code`.
+
+    CreationKingError
+     ├── InvalidInput          a field failed validation (`field` names it)
+     ├── NotAuthenticated      no or an invalid/expired token
+     ├── InvalidCredentials    wrong e-mail or password
+     ├── EmailTaken            register with an e-mail that exists
+     ├── NotFound              unknown id, or an object the caller may not see
+     ├── AlreadyFinished       cancel of a creation that has ended
+     └── ServiceUnavailable    a backing service (database, Redis, model) failed
+
+Third-party errors are translated into these at the boundary (`raise X(...) from exc`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CreationKingError(Exception):
+    """Base of every expected error; its message is safe to show to the caller."""
+
+    code = "ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """What GraphQL errors built from this one carry (graphql-core copies it)."""
+        return {"code": self.code}
+
+
+class InvalidInput(CreationKingError):
+    """A field of the input is out of its documented range."""
+
+    code = "INVALID_INPUT"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        return {"code": self.code, "field": self.field}
+
+
+class NotAuthenticated(CreationKingError):
+    """The operation needs a valid access token."""
+
+    code = "UNAUTHENTICATED"
+
+
+class InvalidCredentials(CreationKingError):
+    """E-mail and password do not match an account."""
+
+    code = "INVALID_CREDENTIALS"
+
+
+class EmailTaken(CreationKingError):
+    """An account with this e-mail exists."""
+
+    code = "EMAIL_TAKEN"
+
+
+class NotFound(CreationKingError):
+    """No such object, or it belongs to someone else (we do not tell which)."""
+
+    code = "NOT_FOUND"
+
+
+class AlreadyFinished(CreationKingError):
+    """The creation has ended; it cannot be cancelled any more."""
+
+    code = "ALREADY_FINISHED"
+
+
+class ServiceUnavailable(CreationKingError):
+    """A backing service failed; retrying later may succeed."""
+
+    code = "SERVICE_UNAVAILABLE"

@@ -1,0 +1,60 @@
+"""Following a creation: replay its log after a cursor, then the live tail, with no gap.
+
+A follower listens on the creation's channel *before* reading the log, so nothing published
+between the two is missed. Live events are checked against the last delivered `seq`:
+duplicates are skipped, a gap (or a reconnect, an overflow, or a quiet spell) triggers a read
+of the log, which always holds every event. Catch-up reads coalesce consecutive deltas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from resolvers import keys
+from resolvers.bus import OVERFLOW, RESYNC, Bus
+from resolvers.events import Event, coalesce
+from resolvers.history import History
+
+
+class Feed:
+    """The event log plus the bus: what producers write to and subscribers read from."""
+
+    def __init__(self, history: History, bus: Bus, *, poll_seconds: float) -> None:
+        self.history = history
+        self.bus = bus
+        self._poll = poll_seconds
+
+    async def publish(self, event: Event) -> None:
+        """Append to the log and notify live followers (one Redis round trip)."""
+        await self.history.append(event)
+
+    async def follow(self, creation_id: str, *, after: int = 0) -> AsyncIterator[Event]:
+        """Every event with seq > `after`, in order, ending with the terminal one."""
+        last = after
+        async with self.bus.listen(keys.event_channel(creation_id)) as listener:
+            while True:
+                caught_up = False
+                for event in await self._catch_up(creation_id, last):
+                    yield event
+                    last = event.seq
+                    if event.terminal:
+                        return
+                    caught_up = True
+                if caught_up:
+                    continue  # the log may hold more than one page
+                while True:
+                    message = await listener.get(timeout=self._poll)
+                    if message is None or message in (RESYNC, OVERFLOW):
+                        break  # re-read the log: we may have missed something
+                    event = Event.decode(message)
+                    if event.seq <= last:
+                        continue
+                    if event.seq != last + 1:
+                        break  # a gap: the log has the missing events
+                    yield event
+                    last = event.seq
+                    if event.terminal:
+                        return
+
+    async def _catch_up(self, creation_id: str, after: int) -> list[Event]:
+        return coalesce(await self.history.read(creation_id, after=after))

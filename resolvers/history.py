@@ -1,0 +1,91 @@
+"""The per-creation event log: a bounded, expiring Redis Stream, the source of truth.
+
+Entry ids are `0-<seq>`, so Redis itself refuses a stale or duplicate producer (an id must
+grow) and a reader resumes with an exclusive range `(0-<after>`. Appending also publishes the
+event on the creation's channel in the same round trip, for the live subscribers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from resolvers import keys
+from resolvers.errors import ServiceUnavailable
+from resolvers.events import Event
+
+_FIELD = "e"
+
+
+class StaleProducer(Exception):
+    """Another producer already wrote this `seq`: this one must stop writing."""
+
+
+class History:
+    """Append to and read from creations' event logs."""
+
+    def __init__(self, redis: Redis, *, maxlen: int, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._maxlen = maxlen
+        self._ttl = ttl_seconds
+
+    async def append(self, event: Event) -> None:
+        """Store `event` and publish it; raises StaleProducer if its seq is not the next one."""
+        key = keys.event_log(event.creation_id)
+        raw = event.encode()
+        with _translated():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(key, {_FIELD: raw}, id=f"0-{event.seq}", maxlen=self._maxlen)
+                pipe.expire(key, self._ttl)
+                pipe.publish(keys.event_channel(event.creation_id), raw)
+                results = await pipe.execute(raise_on_error=False)
+        if isinstance(results[0], redis_errors.ResponseError):
+            raise StaleProducer(f"seq {event.seq} of {event.creation_id} exists") from results[0]
+        for result in results[1:]:
+            if isinstance(result, Exception):
+                raise ServiceUnavailable("the event log refused a write") from result
+
+    async def read(self, creation_id: str, *, after: int, count: int = 512) -> list[Event]:
+        """Up to `count` events with seq > `after`, in order."""
+        with _translated():
+            entries = await self._redis.xrange(
+                keys.event_log(creation_id), min=f"(0-{after}", max="+", count=count
+            )
+        return [Event.decode(_field(fields)) for _id, fields in entries]
+
+    async def flag_cancel(self, creation_id: str) -> None:
+        """Remember that a cancel was asked, for a producer that has not started yet."""
+        with _translated():
+            await self._redis.set(keys.cancel_flag(creation_id), "1", ex=self._ttl)
+
+    async def cancel_flagged(self, creation_id: str) -> bool:
+        """True when `flag_cancel` was called for this creation."""
+        with _translated():
+            return bool(await self._redis.exists(keys.cancel_flag(creation_id)))
+
+    async def last_seq(self, creation_id: str) -> int:
+        """The seq of the newest event, 0 when the log is empty or expired."""
+        with _translated():
+            entries = await self._redis.xrevrange(keys.event_log(creation_id), count=1)
+        if not entries:
+            return 0
+        return Event.decode(_field(entries[0][1])).seq
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+        raise ServiceUnavailable("the event log is unreachable") from exc
+
+
+def _field(fields: dict[Any, Any]) -> str | bytes:
+    value = fields.get(_FIELD) if _FIELD in fields else fields.get(_FIELD.encode())
+    if value is None:
+        raise ValueError("event log entry without payload")
+    return value  # type: ignore[no-any-return]

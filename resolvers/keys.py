@@ -1,0 +1,30 @@
+"""Every Redis key and channel name we use, in one place (as arq keeps its constants).
+
+Per-creation keys share the hash tag `{c:<id>}` so they live in one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+PREFIX = "ck"
+CONTROL_CHANNEL = f"{PREFIX}:control"
+JOB_QUEUE = f"{PREFIX}:arq:queue"
+
+
+def event_log(creation_id: str) -> str:
+    """The Redis Stream holding a creation's events; entry ids are `0-<seq>`."""
+    return f"{PREFIX}:{{c:{creation_id}}}:log"
+
+
+def event_channel(creation_id: str) -> str:
+    """The pub/sub channel carrying a creation's events for low latency."""
+    return f"{PREFIX}:{{c:{creation_id}}}:events"
+
+
+def cancel_flag(creation_id: str) -> str:
+    """Set when a cancel was requested, so a producer that starts late still sees it."""
+    return f"{PREFIX}:{{c:{creation_id}}}:cancel"
+
+
+def job_id(creation_id: str) -> str:
+    """The arq job id of a creation's long run; one job per creation."""
+    return f"creation:{creation_id}"

@@ -1,0 +1,29 @@
+"""DataLoaders, created fresh for every GraphQL operation (never per websocket)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from strawberry.dataloader import DataLoader
+
+from resolvers.models import Creation, User
+
+
+async def _users(ids: Sequence[str]) -> list[User | None]:
+    rows = {str(user.id): user for user in await User.filter(id__in=list(ids))}
+    return [rows.get(key) for key in ids]
+
+
+async def _creations(ids: Sequence[str]) -> list[Creation | None]:
+    rows = {str(row.id): row for row in await Creation.filter(id__in=list(ids))}
+    return [rows.get(key) for key in ids]
+
+
+class Loaders:
+    """The loaders of one operation."""
+
+    def __init__(self) -> None:
+        self.user_by_id = DataLoader[str, User | None](load_fn=_users, max_batch_size=500)
+        self.creation_by_id = DataLoader[str, Creation | None](
+            load_fn=_creations, max_batch_size=500
+        )

@@ -1,0 +1,61 @@
+"""Tortoise models: the rows we keep in Postgres (SQLite when embedded)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class CreationStatus(StrEnum):
+    """Lifecycle of a creation; the last three are terminal."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (CreationStatus.COMPLETED, CreationStatus.FAILED, CreationStatus.CANCELLED)
+
+
+class User(Model):
+    """An account, its e-mail stored lower-cased."""
+
+    id = fields.UUIDField(primary_key=True)
+    email = fields.CharField(max_length=254, unique=True)
+    password_hash = fields.CharField(max_length=255)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "users"
+
+
+class Creation(Model):
+    """One run of a creation tool: its input, its output and what it cost."""
+
+    id = fields.UUIDField(primary_key=True)
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="creations", on_delete=fields.CASCADE
+    )
+    owner_id: str
+    tool = fields.CharField(max_length=32)
+    input = fields.JSONField()
+    status = fields.CharEnumField(CreationStatus, max_length=16, default=CreationStatus.QUEUED)
+    output = fields.TextField(default="")
+    model = fields.CharField(max_length=128, default="")
+    prompt_tokens = fields.IntField(default=0)
+    completion_tokens = fields.IntField(default=0)
+    error_code = fields.CharField(max_length=64, null=True)
+    error_message = fields.TextField(null=True)
+    last_seq = fields.IntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+    finished_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "creations"
+        indexes = (("owner_id", "created_at"),)

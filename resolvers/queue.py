@@ -1,0 +1,116 @@
+"""Where long creations run: arq workers in production, an in-process runner when embedded.
+
+Both call the same job function (`jobs.worker.run_creation`), handed in by the composition
+root, with the same arguments: a context dict and the creation id. Jobs are serialised as
+JSON, not pickle, so whoever can write to Redis cannot run code on a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from arq.connections import ArqRedis
+from arq.jobs import Job
+from redis import exceptions as redis_errors
+
+from resolvers import keys
+from resolvers.errors import ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+JOB_NAME = "run_creation"
+JobFunction = Callable[[dict[str, Any], str], Awaitable[Any]]
+
+
+def serialize_job(data: dict[str, Any]) -> bytes:
+    """arq job serializer: JSON (ids and primitives only)."""
+    return json.dumps(data, default=str).encode()
+
+
+def deserialize_job(raw: bytes) -> dict[str, Any]:
+    """arq job deserializer, the inverse of `serialize_job`."""
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("job payload is not an object")
+    return data
+
+
+class JobQueue(Protocol):
+    """Runs a creation's job somewhere, once."""
+
+    async def enqueue(self, creation_id: str) -> None: ...
+
+    async def abort(self, creation_id: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ArqQueue:
+    """Enqueue on the arq queue that `creation-king worker` processes."""
+
+    def __init__(self, redis: ArqRedis) -> None:
+        self._redis = redis
+
+    async def enqueue(self, creation_id: str) -> None:
+        """Queue the job; a second enqueue of the same creation is a no-op."""
+        try:
+            await self._redis.enqueue_job(
+                JOB_NAME, creation_id, _job_id=keys.job_id(creation_id), _queue_name=keys.JOB_QUEUE
+            )
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+            raise ServiceUnavailable("the job queue is unreachable") from exc
+
+    async def abort(self, creation_id: str) -> None:
+        """Backstop for the cancel signal: arq cancels the job if it is still running."""
+        job = Job(
+            keys.job_id(creation_id),
+            self._redis,
+            _queue_name=keys.JOB_QUEUE,
+            _deserializer=deserialize_job,
+        )
+        with contextlib.suppress(redis_errors.RedisError, TimeoutError):
+            await job.abort(timeout=0)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+class InlineQueue:
+    """Embedded mode: run the job function in this process, at most `concurrency` at once."""
+
+    def __init__(self, job: JobFunction, ctx: dict[str, Any], *, concurrency: int) -> None:
+        self._job = job
+        self._ctx = ctx
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def enqueue(self, creation_id: str) -> None:
+        """Start the job in the background; a second enqueue of the same creation is a no-op."""
+        if creation_id not in self._tasks:
+            task = asyncio.create_task(self._run(creation_id), name=f"job:{creation_id}")
+            self._tasks[creation_id] = task
+            task.add_done_callback(lambda _t: self._tasks.pop(creation_id, None))
+
+    async def abort(self, creation_id: str) -> None:
+        """The runner's cancel signal reaches inline jobs directly; nothing else to do."""
+
+    async def aclose(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self, creation_id: str) -> None:
+        async with self._slots:
+            ctx = {**self._ctx, "job_try": 1, "job_id": keys.job_id(creation_id)}
+            try:
+                await self._job(ctx, creation_id)
+            except Exception:  # the outermost layer of a background job
+                log.exception("inline job for creation %s failed", creation_id)

@@ -1,0 +1,122 @@
+"""Opening and closing what a process needs, from its Settings.
+
+Called only by composition roots (the app factory, the worker settings, the CLI, tests),
+which decide what to pass in; nothing here reads the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import fakeredis
+from redis.asyncio import Redis
+
+from inference.base import Engine
+from inference.dev import DevEngine
+from inference.triton import TritonConfig, TritonEngine
+from resolvers import db
+from resolvers.auth import Auth
+from resolvers.bus import Bus, ResilientRedisBackend
+from resolvers.feed import Feed
+from resolvers.history import History
+from resolvers.models import Creation, CreationStatus
+from resolvers.runner import Batching, Runner
+from resolvers.settings import Settings
+from resolvers.tools import TOOLS
+
+
+@dataclass
+class Core:
+    """The long-lived objects every process shares: API replicas and workers alike."""
+
+    settings: Settings
+    redis: Redis
+    bus: Bus
+    feed: Feed
+    engine: Engine
+    runner: Runner
+    auth: Auth
+
+
+def make_redis(settings: Settings) -> Redis:
+    """The real Redis, or an in-process fakeredis when none is configured (embedded)."""
+    if settings.redis_url:
+        return Redis.from_url(settings.redis_url, health_check_interval=30)
+    return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+
+
+def make_engine(settings: Settings) -> Engine:
+    """The generation backend named by the settings."""
+    if settings.engine_kind == "triton":
+        if not settings.triton_url:
+            raise ValueError("CK_ENGINE=triton needs CK_TRITON_URL")
+        return TritonEngine(
+            TritonConfig(
+                url=settings.triton_url,
+                stream_timeout=settings.triton_stream_timeout,
+                idle_timeout=settings.triton_idle_timeout,
+                connect_timeout=settings.triton_connect_timeout,
+            )
+        )
+    return DevEngine(token_delay=settings.dev_token_delay)
+
+
+async def _interrupt_orphans() -> None:
+    """Embedded mode keeps event logs in memory: runs cut off by a restart end as failed."""
+    await Creation.filter(status__in=[CreationStatus.QUEUED, CreationStatus.RUNNING]).update(
+        status=CreationStatus.FAILED,
+        error_code="INTERRUPTED",
+        error_message="the server restarted before this creation finished",
+        last_seq=1,
+        finished_at=datetime.now(UTC),
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_core(
+    settings: Settings, *, redis: Redis | None = None, engine: Engine | None = None
+) -> AsyncIterator[Core]:
+    """Connect the database, Redis, the bus and the engine; close them all on exit."""
+    own_redis = redis is None
+    redis = redis if redis is not None else make_redis(settings)
+    engine = engine if engine is not None else make_engine(settings)
+    if settings.database_url is None:
+        # Embedded: one process owns the SQLite file, so it migrates it on start.
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await db.migrate(settings.db_url)
+    await db.open_db(settings.db_url)
+    if settings.embedded_redis:
+        await _interrupt_orphans()
+    bus = Bus(ResilientRedisBackend(redis), listener_maxsize=settings.subscriber_buffer)
+    await bus.start()
+    history = History(
+        redis, maxlen=settings.event_log_maxlen, ttl_seconds=settings.event_log_ttl_seconds
+    )
+    feed = Feed(history, bus, poll_seconds=settings.follow_poll_seconds)
+    runner = Runner(
+        feed=feed,
+        bus=bus,
+        engine=engine,
+        models={name: tool.model(settings) for name, tool in TOOLS.items()},
+        batching=Batching(settings.batch_interval_ms / 1000, settings.batch_max_tokens),
+    )
+    await runner.start()
+    auth = Auth(
+        secret=settings.signing_secret(),
+        issuer=settings.jwt_issuer,
+        ttl_seconds=settings.access_token_ttl_seconds,
+        time_cost=settings.argon2_time_cost,
+        memory_kib=settings.argon2_memory_kib,
+    )
+    try:
+        yield Core(settings, redis, bus, feed, engine, runner, auth)
+    finally:
+        await runner.stop()
+        await bus.stop()
+        await engine.aclose()
+        if own_redis:
+            await redis.aclose()
+        await db.close_db()

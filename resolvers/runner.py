@@ -1,0 +1,305 @@
+"""Producing a creation: run its tool, batch tokens into events, persist the result.
+
+The same `Runner.run` serves fast tools (a task in the API process) and long ones (the arq
+job calls it). It claims the creation (QUEUED -> RUNNING), appends `started`, then deltas
+batched on a leading edge (the first token goes out at once, later ones at most every
+`batch_interval`), `progress` events, and exactly one terminal event after the row is saved.
+A cancel signal from any process stops the model and still reports the usage so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from inference.base import Delta, Engine, InferenceError, Piece, Stage, Usage
+from resolvers import keys
+from resolvers.bus import Bus
+from resolvers.events import Event, EventKind
+from resolvers.feed import Feed
+from resolvers.history import StaleProducer
+from resolvers.models import Creation, CreationStatus
+from resolvers.tools import TOOLS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How deltas are grouped into events: every `interval` seconds or `max_tokens`."""
+
+    interval: float = 0.04
+    max_tokens: int = 32
+
+
+class _End:
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+@dataclass
+class _Run:
+    creation_id: str
+    seq: int = 0
+    text: list[str] = field(default_factory=list)
+    usage: Usage = Usage()
+    pending: list[Delta] = field(default_factory=list)
+    last_flush: float = 0.0
+    skip_chars: int = 0
+    resumed: bool = False
+    cancel_requested: bool = False
+    pump: asyncio.Task[None] | None = None
+
+
+class Runner:
+    """Runs creations in this process and obeys cancel signals sent from any process."""
+
+    def __init__(
+        self,
+        *,
+        feed: Feed,
+        bus: Bus,
+        engine: Engine,
+        models: dict[str, str],
+        batching: Batching,
+    ) -> None:
+        self._feed = feed
+        self._bus = bus
+        self._engine = engine
+        self._models = models
+        self._batching = batching
+        self._runs: dict[str, _Run] = {}
+        self._tasks: set[asyncio.Task[CreationStatus | None]] = set()
+
+    async def start(self) -> None:
+        """Listen for cancel signals addressed to creations running here."""
+        self._bus.on_message(keys.CONTROL_CHANNEL, self._on_control)
+
+    async def stop(self) -> None:
+        """Stop local fast runs; they end with a `failed` event (INTERRUPTED)."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def spawn(self, creation_id: str) -> asyncio.Task[CreationStatus | None]:
+        """Run a creation in the background of this process (fast tools)."""
+        task = asyncio.create_task(self.run(creation_id, retry_on_shutdown=False))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def request_cancel(self, creation_id: str) -> None:
+        """Ask whichever process runs the creation to stop it."""
+        await self._feed.history.flag_cancel(creation_id)
+        if not self._cancel_local(creation_id):
+            await self._bus.publish(
+                keys.CONTROL_CHANNEL, json.dumps({"cancel": creation_id})
+            )
+
+    async def run(
+        self, creation_id: str, *, retry_on_shutdown: bool = True
+    ) -> CreationStatus | None:
+        """Produce every event of a creation; returns its final status (None: not ours)."""
+        creation = await Creation.get_or_none(id=creation_id)
+        if creation is None or creation.status.terminal:
+            return None if creation is None else creation.status
+        tool = TOOLS[creation.tool]
+        model = self._models.get(creation.tool, tool.name)
+        claimed = await Creation.filter(id=creation_id, status=CreationStatus.QUEUED).update(
+            status=CreationStatus.RUNNING, model=self._engine.name
+        )
+        if not claimed and creation.status is not CreationStatus.RUNNING:
+            return None
+        state = _Run(creation_id)
+        self._runs[creation_id] = state
+        try:
+            state.seq, state.skip_chars = await self._resume_point(creation_id)
+            state.resumed = state.seq > 0
+            # A cancel may have arrived between the claim and our registration above.
+            state.cancel_requested = await self._feed.history.cancel_flagged(creation_id)
+            if state.seq == 0:
+                await self._emit(state, EventKind.STARTED, model=self._engine.name)
+            pieces = tool.run(self._engine, creation.input, model, creation_id)
+            return await self._produce(state, pieces)
+        except asyncio.CancelledError:
+            if state.cancel_requested:
+                # A job abort arriving after the user's cancel: still end the stream properly.
+                _uncancel()
+                await self._finish(state, CreationStatus.CANCELLED)
+                return CreationStatus.CANCELLED
+            if retry_on_shutdown:
+                raise  # the worker is stopping: arq runs the job again
+            await self._finish(state, CreationStatus.FAILED, "INTERRUPTED", "server stopped")
+            raise
+        except StaleProducer:
+            log.warning("creation %s: another producer owns the log, stopping", creation_id)
+            return None
+        finally:
+            self._runs.pop(creation_id, None)
+            if state.pump is not None and not state.pump.done():
+                state.pump.cancel()
+
+    async def _produce(self, state: _Run, pieces: AsyncIterator[Piece]) -> CreationStatus:
+        queue: asyncio.Queue[Piece | _End] = asyncio.Queue()
+        state.pump = asyncio.create_task(_pump(pieces, queue))
+        if state.cancel_requested:
+            state.pump.cancel()
+        interval = self._batching.interval
+        while True:
+            deadline = state.last_flush + interval if state.pending else None
+            try:
+                async with asyncio.timeout_at(_loop_time(deadline)):
+                    item = await queue.get()
+            except TimeoutError:
+                await self._flush(state)
+                continue
+            if isinstance(item, _End):
+                await self._flush(state)
+                return await self._end(state, item.error)
+            if isinstance(item, Delta):
+                state.usage += Usage(completion_tokens=item.tokens)
+                state.pending.append(item)
+                tokens = sum(d.tokens for d in state.pending)
+                leading = time.monotonic() - state.last_flush >= interval
+                if leading or tokens >= self._batching.max_tokens:
+                    await self._flush(state)
+            elif isinstance(item, Stage):
+                await self._flush(state)
+                await self._emit(state, EventKind.PROGRESS, fraction=item.fraction, stage=item.name)
+            else:
+                state.usage += item
+
+    async def _end(self, state: _Run, error: BaseException | None) -> CreationStatus:
+        if error is None:
+            await self._finish(state, CreationStatus.COMPLETED)
+            return CreationStatus.COMPLETED
+        if isinstance(error, asyncio.CancelledError) and state.cancel_requested:
+            await self._finish(state, CreationStatus.CANCELLED)
+            return CreationStatus.CANCELLED
+        if isinstance(error, InferenceError):
+            await self._finish(state, CreationStatus.FAILED, error.code, str(error))
+            return CreationStatus.FAILED
+        if isinstance(error, asyncio.CancelledError):
+            raise error
+        log.error("creation %s failed", state.creation_id, exc_info=error)
+        await self._finish(state, CreationStatus.FAILED, "INTERNAL", "the generation failed")
+        return CreationStatus.FAILED
+
+    async def _flush(self, state: _Run) -> None:
+        state.last_flush = time.monotonic()
+        if not state.pending:
+            return
+        text = "".join(d.text for d in state.pending)
+        tokens = sum(d.tokens for d in state.pending)
+        state.pending.clear()
+        if state.skip_chars:
+            # A retried job regenerates text already in the log: do not send it twice.
+            dropped = min(state.skip_chars, len(text))
+            state.skip_chars -= dropped
+            text = text[dropped:]
+            if not text:
+                return
+        state.text.append(text)
+        await self._emit(state, EventKind.DELTA, text=text, completion_tokens=tokens)
+
+    async def _finish(
+        self, state: _Run, status: CreationStatus, code: str = "", message: str = ""
+    ) -> None:
+        terminal_seq = state.seq + 1
+        output = await self._full_output(state)
+        await Creation.filter(id=state.creation_id).update(
+            status=status,
+            output=output,
+            prompt_tokens=state.usage.prompt_tokens,
+            completion_tokens=state.usage.completion_tokens,
+            error_code=code or None,
+            error_message=message or None,
+            last_seq=terminal_seq,
+            finished_at=datetime.now(UTC),
+        )
+        kind = {
+            CreationStatus.COMPLETED: EventKind.COMPLETED,
+            CreationStatus.CANCELLED: EventKind.CANCELLED,
+        }.get(status, EventKind.FAILED)
+        await self._emit(
+            state,
+            kind,
+            prompt_tokens=state.usage.prompt_tokens,
+            completion_tokens=state.usage.completion_tokens,
+            code=code,
+            message=message,
+        )
+
+    async def _full_output(self, state: _Run) -> str:
+        if not state.resumed:
+            return "".join(state.text)
+        # After a retry the first part of the text is only in the log.
+        earlier = await self._feed.history.read(state.creation_id, after=0, count=1_000_000)
+        return "".join(e.text for e in earlier if e.kind is EventKind.DELTA)
+
+    async def _emit(self, state: _Run, kind: EventKind, **fields: Any) -> None:
+        state.seq += 1
+        await self._feed.publish(
+            Event(creation_id=state.creation_id, seq=state.seq, kind=kind, **fields)
+        )
+
+    async def _resume_point(self, creation_id: str) -> tuple[int, int]:
+        """(last seq, characters already streamed) of a creation started before."""
+        seq = await self._feed.history.last_seq(creation_id)
+        if seq == 0:
+            return 0, 0
+        earlier = await self._feed.history.read(creation_id, after=0, count=1_000_000)
+        return seq, sum(len(e.text) for e in earlier if e.kind is EventKind.DELTA)
+
+    def _cancel_local(self, creation_id: str) -> bool:
+        state = self._runs.get(creation_id)
+        if state is None:
+            return False
+        state.cancel_requested = True
+        if state.pump is not None:
+            state.pump.cancel()
+        return True
+
+    async def _on_control(self, message: str) -> None:
+        data = json.loads(message)
+        if isinstance(data, dict) and isinstance(data.get("cancel"), str):
+            self._cancel_local(data["cancel"])
+
+
+async def _pump(pieces: AsyncIterator[Piece], queue: asyncio.Queue[Piece | _End]) -> None:
+    try:
+        async for piece in pieces:
+            queue.put_nowait(piece)
+    except asyncio.CancelledError as exc:
+        queue.put_nowait(_End(exc))
+        raise
+    except Exception as exc:  # handed to the producer loop, which classifies it
+        queue.put_nowait(_End(exc))
+    else:
+        queue.put_nowait(_End(None))
+    finally:
+        aclose = getattr(pieces, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
+def _loop_time(deadline: float | None) -> float | None:
+    """Convert a time.monotonic deadline into the running loop's clock."""
+    if deadline is None:
+        return None
+    return asyncio.get_running_loop().time() + (deadline - time.monotonic())

@@ -1,0 +1,113 @@
+"""Settings of every process, read from `CK_*` environment variables by the composition roots.
+
+With no configuration at all the service runs embedded: SQLite in `CK_DATA_DIR`, an in-process
+Redis, an in-process job runner and the dev engine. Each `CK_*_URL` switches one part to its
+production counterpart.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_UNSAFE_SECRETS = {"changethis", "secret", "changeme", "dev"}
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; documented here because operators read this file."""
+
+    model_config = SettingsConfigDict(env_prefix="CK_", frozen=True, extra="ignore")
+
+    env: Literal["dev", "test", "production"] = Field(
+        "dev", description="production refuses unsafe defaults such as a missing JWT secret"
+    )
+    data_dir: Path = Field(Path(".data"), description="embedded mode: SQLite file and secrets")
+    database_url: str | None = Field(
+        None, description="postgres://user:pass@host:5432/db; unset = SQLite in data_dir"
+    )
+    redis_url: str | None = Field(
+        None, description="redis://host:6379/0; unset = in-process Redis and job runner"
+    )
+    triton_url: str | None = Field(None, description="host:port of Triton's gRPC endpoint")
+    engine: Literal["auto", "dev", "triton"] = Field(
+        "auto", description="auto = triton when CK_TRITON_URL is set, else the dev engine"
+    )
+    jwt_secret: SecretStr | None = Field(
+        None, description="HS256 key, at least 32 characters; embedded mode generates one"
+    )
+    jwt_issuer: str = "creation-king"
+    access_token_ttl_seconds: int = Field(3600, ge=60, le=86_400)
+    argon2_time_cost: int = Field(3, ge=1, le=10)
+    argon2_memory_kib: int = Field(65_536, ge=8, le=1_048_576)
+
+    write_model: str = Field("writer", description="Triton model name of the write tool")
+    report_model: str = Field("writer", description="Triton model name of the report tool")
+    dev_token_delay: float = Field(0.02, ge=0, le=1, description="dev engine seconds per token")
+    triton_stream_timeout: float = Field(600, gt=0, description="deadline of one Triton stream")
+    triton_idle_timeout: float = Field(30, gt=0, description="max seconds between two tokens")
+    triton_connect_timeout: float = Field(5, gt=0)
+
+    batch_interval_ms: int = Field(40, ge=0, le=1000, description="token batching window")
+    batch_max_tokens: int = Field(32, ge=1, le=1024, description="flush a batch at this size")
+    event_log_maxlen: int = Field(50_000, ge=100, description="events kept per creation")
+    event_log_ttl_seconds: int = Field(86_400, ge=60, description="event log lifetime")
+    follow_poll_seconds: float = Field(
+        1.0, gt=0, le=30, description="a quiet subscriber re-reads the log this often"
+    )
+    subscriber_buffer: int = Field(
+        256, ge=8, description="events held per slow subscriber before it re-reads the log"
+    )
+    max_concurrent_jobs: int = Field(8, ge=1, le=256, description="per worker process")
+    job_timeout_seconds: int = Field(1800, ge=10)
+    job_max_tries: int = Field(3, ge=1, le=10)
+
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="browser origins allowed to open websockets"
+    )
+    max_subscriptions_per_connection: int = Field(20, ge=1, le=100)
+    graphiql: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.env != "production":
+            return self
+        secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+        if len(secret) < 32 or secret.lower() in _UNSAFE_SECRETS:
+            raise ValueError("CK_JWT_SECRET must be set to at least 32 random characters")
+        if not self.database_url or not self.redis_url:
+            raise ValueError("production needs CK_DATABASE_URL and CK_REDIS_URL")
+        return self
+
+    @property
+    def embedded_redis(self) -> bool:
+        """True when the event log, cache and job queue live in this process."""
+        return self.redis_url is None
+
+    @property
+    def engine_kind(self) -> Literal["dev", "triton"]:
+        """The generation backend this process uses."""
+        if self.engine == "auto":
+            return "triton" if self.triton_url else "dev"
+        return self.engine
+
+    @property
+    def db_url(self) -> str:
+        """The Tortoise connection URL, SQLite in the data folder when none is configured."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite://{(self.data_dir / 'creation-king.sqlite3').resolve()}"
+
+    def signing_secret(self) -> str:
+        """The JWT key; embedded mode keeps a generated one in the data folder across restarts."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        path = self.data_dir / "jwt-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()

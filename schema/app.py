@@ -1,0 +1,142 @@
+"""The ASGI app factory: the API's composition root."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from arq import create_pool
+from arq.connections import RedisSettings
+from redis import exceptions as redis_errors
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from tortoise import connections
+from tortoise.exceptions import BaseORMException
+
+from jobs.worker import run_creation
+from resolvers.queue import ArqQueue, InlineQueue, JobQueue, deserialize_job, serialize_job
+from resolvers.resources import Core, open_core
+from resolvers.settings import Settings
+from schema.build import build_schema
+from schema.view import GraphQLView
+
+log = logging.getLogger(__name__)
+READY_TIMEOUT = 2.0
+
+
+@dataclass
+class Resources:
+    """Already-open services handed to `create_app` (tests); the app will not close them."""
+
+    core: Core
+    queue: JobQueue
+
+
+@contextlib.asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    """Everything the API process needs, closed on exit."""
+    async with open_core(settings) as core:
+        queue: JobQueue
+        if settings.redis_url:
+            arq_redis = await create_pool(
+                RedisSettings.from_dsn(settings.redis_url),
+                job_serializer=serialize_job,
+                job_deserializer=deserialize_job,
+            )
+            queue = ArqQueue(arq_redis)
+        else:
+            # Embedded: the very job function arq would run, in this process.
+            queue = InlineQueue(
+                run_creation,
+                {"settings": settings, "runner": core.runner},
+                concurrency=settings.max_concurrent_jobs,
+            )
+        try:
+            yield Resources(core, queue)
+        finally:
+            await queue.aclose()
+
+
+def create_app(settings: Settings, resources: Resources | None = None) -> Starlette:
+    """The API: GraphQL over HTTP and both websocket protocols, GraphiQL, health checks."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            opened = resources or await stack.enter_async_context(open_resources(settings))
+            app.state.core, app.state.queue = opened.core, opened.queue
+            yield
+
+    view = GraphQLView(
+        build_schema(),
+        graphql_ide="graphiql" if settings.graphiql else None,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+        connection_init_wait_timeout=timedelta(seconds=10),
+        max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+        allowed_origins=settings.allowed_origins,
+        allow_queries_via_get=False,
+    )
+    return Starlette(
+        routes=[
+            Route("/graphql", view, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", view),
+            Route("/healthz", _healthz),
+            Route("/readyz", _readyz),
+        ],
+        lifespan=lifespan,
+    )
+
+
+async def _healthz(_request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def _readyz(request: Request) -> JSONResponse:
+    core: Core = request.app.state.core
+    checks = dict(
+        zip(
+            ("database", "redis", "engine"),
+            await asyncio.gather(_check_db(), _check_redis(core), _check_engine(core)),
+            strict=True,
+        )
+    )
+    ready = all(checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+async def _check_db() -> bool:
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            await connections.get("default").execute_query("SELECT 1")
+    except (TimeoutError, BaseORMException, OSError) as exc:
+        log.warning("readiness: database check failed: %s", exc)
+        return False
+    return True
+
+
+async def _check_redis(core: Core) -> bool:
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            await core.redis.ping()
+    except (TimeoutError, redis_errors.RedisError, OSError) as exc:
+        log.warning("readiness: redis check failed: %s", exc)
+        return False
+    return True
+
+
+async def _check_engine(core: Core) -> bool:
+    ready = getattr(core.engine, "ready", None)
+    if ready is None:
+        return True  # the dev engine is always ready
+    async with asyncio.timeout(READY_TIMEOUT * 2):
+        return bool(await ready())

@@ -1,0 +1,50 @@
+"""The Strawberry schema: root types composed from the per-domain field classes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import strawberry
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.tools import merge_types
+
+from schema.auth import AuthMutation, AuthQuery
+from schema.creations import CreationMutation, CreationQuery, CreationSubscription
+from schema.extensions import LoadersPerOperation, MaskUnexpectedErrors
+from schema.types.events import EVENT_TYPES
+
+SDL_PATH = Path(__file__).with_name("schema.graphql")
+
+Query = merge_types("Query", (AuthQuery, CreationQuery))
+Mutation = merge_types("Mutation", (AuthMutation, CreationMutation))
+Subscription = merge_types("Subscription", (CreationSubscription,))
+
+
+def build_schema() -> strawberry.Schema:
+    """The schema with its guards on; extensions are factories (one instance per operation)."""
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        types=EVENT_TYPES,
+        extensions=[
+            lambda: MaxTokensLimiter(max_token_count=2_000),
+            lambda: QueryDepthLimiter(max_depth=10),
+            lambda: MaxAliasesLimiter(max_alias_count=15),
+            lambda: ParserCache(maxsize=512),
+            lambda: ValidationCache(maxsize=512),
+            LoadersPerOperation,
+            MaskUnexpectedErrors,
+        ],
+    )
+
+
+def export_sdl() -> str:
+    """The schema in SDL, as committed in schema/schema.graphql."""
+    return build_schema().as_str() + "\n"

@@ -1,0 +1,150 @@
+"""`creation-king`: serve, worker, migrate, export-schema, token. A composition root."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from resolvers.settings import Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        sys.exit(f"creation-king: bad configuration:\n{exc}")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from schema.app import create_app
+
+    settings = _settings()
+    mode = "embedded" if settings.embedded_redis else "production"
+    print(
+        f"Creation King ({mode} mode, engine: {settings.engine_kind}) on "
+        f"http://{args.host}:{args.port}\n  GraphiQL: http://{args.host}:{args.port}/graphql",
+        flush=True,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        ws_per_message_deflate=False,
+        ws_max_size=1 << 20,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _worker(_args: argparse.Namespace) -> None:
+    from jobs.worker import create_worker
+
+    settings = _settings()
+
+    async def run() -> None:
+        worker = create_worker(settings)
+        try:
+            await worker.async_run()
+        finally:
+            await worker.close()
+
+    asyncio.run(run())
+
+
+def _migrate(_args: argparse.Namespace) -> None:
+    from resolvers import db
+
+    settings = _settings()
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(db.migrate(settings.db_url))
+    print("migrations applied", flush=True)
+
+
+def _export_schema(args: argparse.Namespace) -> None:
+    from schema.build import SDL_PATH, export_sdl
+
+    sdl = export_sdl()
+    if args.stdout:
+        sys.stdout.write(sdl)
+        return
+    target = Path(args.output) if args.output else SDL_PATH
+    target.write_text(sdl)
+    print(f"wrote {target}", flush=True)
+
+
+def _token(args: argparse.Namespace) -> None:
+    from resolvers import db
+    from resolvers.auth import Auth
+    from resolvers.models import User
+
+    settings = _settings()
+
+    async def mint() -> str:
+        auth = Auth(
+            secret=settings.signing_secret(),
+            issuer=settings.jwt_issuer,
+            ttl_seconds=settings.access_token_ttl_seconds,
+            time_cost=settings.argon2_time_cost,
+            memory_kib=settings.argon2_memory_kib,
+        )
+        if settings.database_url is None:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            await db.migrate(settings.db_url)
+        await db.open_db(settings.db_url)
+        try:
+            user = await User.get_or_none(email=args.email.strip().lower())
+            if user is None:
+                if not args.create:
+                    sys.exit(f"no user {args.email}; pass --create to make one")
+                user, _ = await auth.register(args.email, secrets.token_urlsafe(24))
+                print(f"created user {user.email}", file=sys.stderr)
+            return auth.issue(str(user.id))
+        finally:
+            await db.close_db()
+
+    print(asyncio.run(mint()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `creation-king` console script."""
+    parser = argparse.ArgumentParser(prog="creation-king", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the API (embedded mode unless CK_* URLs)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(run=_serve)
+
+    worker = commands.add_parser("worker", help="run an arq worker for long creations")
+    worker.set_defaults(run=_worker)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(run=_migrate)
+
+    export = commands.add_parser("export-schema", help="write the SDL to schema/schema.graphql")
+    export.add_argument("--output", help="another file to write")
+    export.add_argument("--stdout", action="store_true", help="print instead of writing")
+    export.set_defaults(run=_export_schema)
+
+    token = commands.add_parser("token", help="mint an access token (development)")
+    token.add_argument("email")
+    token.add_argument("--create", action="store_true", help="create the user if missing")
+    token.set_defaults(run=_token)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

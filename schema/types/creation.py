@@ -1,0 +1,99 @@
+"""The creation type, its usage and the paginated list of creations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+import strawberry
+from strawberry.scalars import JSON
+
+from resolvers import models
+from resolvers.creation import Page
+from schema.context import Info
+from schema.types.user import User
+
+
+@strawberry.enum(description="Lifecycle of a creation.")
+class CreationStatus(Enum):
+    QUEUED = strawberry.enum_value("QUEUED", description="Stored, waiting for a runner.")
+    RUNNING = strawberry.enum_value("RUNNING", description="The model is generating.")
+    COMPLETED = strawberry.enum_value("COMPLETED", description="Finished; output is final.")
+    FAILED = strawberry.enum_value("FAILED", description="Ended with an error; see errorCode.")
+    CANCELLED = strawberry.enum_value("CANCELLED", description="Stopped on request.")
+
+
+@strawberry.type(description="Tokens spent by a creation (model tokens, not characters).")
+class Usage:
+    prompt_tokens: int = strawberry.field(description="Tokens sent to the model.")
+    completion_tokens: int = strawberry.field(description="Tokens the model generated.")
+
+
+@strawberry.type(description="One run of a creation tool.")
+class Creation:
+    id: strawberry.ID = strawberry.field(description="Stable creation id (UUID).")
+    tool: str = strawberry.field(description="Name of the tool, as listed by Query.tools.")
+    status: CreationStatus = strawberry.field(description="Where the creation is now.")
+    input: JSON = strawberry.field(description="The validated, normalised input (snake_case).")
+    output: str = strawberry.field(
+        description="The generated text: complete once COMPLETED, the part made so far when "
+        "CANCELLED or FAILED, empty while running (stream it with Subscription.creationEvents)."
+    )
+    model: str = strawberry.field(
+        description="Backend that generated it: `dev-engine` for the built-in deterministic "
+        "engine, `triton` for real models."
+    )
+    usage: Usage = strawberry.field(description="Tokens spent so far (final once ended).")
+    error_code: str | None = strawberry.field(description="Why it failed, when FAILED.")
+    error_message: str | None = strawberry.field(description="Failure details for humans.")
+    created_at: datetime = strawberry.field(description="When it was requested (UTC).")
+    finished_at: datetime | None = strawberry.field(description="When it ended (UTC).")
+    owner_id: strawberry.Private[str]
+
+    @strawberry.field(description="Who asked for it.")
+    async def owner(self, info: Info) -> User:
+        row = await info.context.loaders.user_by_id.load(self.owner_id)
+        if row is None:
+            raise LookupError(f"owner {self.owner_id} of creation {self.id} is missing")
+        return User.from_model(row)
+
+    @classmethod
+    def from_model(cls, row: models.Creation) -> Creation:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            tool=row.tool,
+            status=CreationStatus(row.status.value),
+            input=row.input,
+            output=row.output,
+            model=row.model,
+            usage=Usage(prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens),
+            error_code=row.error_code,
+            error_message=row.error_message,
+            created_at=row.created_at,
+            finished_at=row.finished_at,
+            owner_id=str(row.owner_id),
+        )
+
+
+@strawberry.type(description="A creation with its pagination cursor.")
+class CreationEdge:
+    cursor: str = strawberry.field(description="Pass as `after` to continue after this one.")
+    node: Creation = strawberry.field(description="The creation.")
+
+
+@strawberry.type(description="Relay-style page information.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="More creations follow this page.")
+    end_cursor: str | None = strawberry.field(description="Cursor of the last edge.")
+
+
+@strawberry.type(description="A page of the caller's creations, newest first.")
+class CreationConnection:
+    edges: list[CreationEdge] = strawberry.field(description="The creations of this page.")
+    page_info: PageInfo = strawberry.field(description="Where this page ends.")
+
+    @classmethod
+    def from_page(cls, page: Page) -> CreationConnection:
+        return cls(
+            edges=[CreationEdge(cursor=c, node=Creation.from_model(r)) for c, r in page.items],
+            page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
+        )

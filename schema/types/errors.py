@@ -1,0 +1,84 @@
+"""Expected errors as schema types: mutation results are unions of success and these."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import strawberry
+
+from resolvers import errors
+
+
+@strawberry.enum(description="Stable machine-readable error codes.")
+class ErrorCode(Enum):
+    INVALID_INPUT = strawberry.enum_value(
+        "INVALID_INPUT", description="A field is out of its documented range; see `field`."
+    )
+    UNAUTHENTICATED = strawberry.enum_value(
+        "UNAUTHENTICATED", description="No, an invalid or an expired access token."
+    )
+    INVALID_CREDENTIALS = strawberry.enum_value(
+        "INVALID_CREDENTIALS", description="E-mail and password do not match an account."
+    )
+    EMAIL_TAKEN = strawberry.enum_value(
+        "EMAIL_TAKEN", description="An account with this e-mail already exists."
+    )
+    NOT_FOUND = strawberry.enum_value(
+        "NOT_FOUND", description="No such object, or it is not yours."
+    )
+    ALREADY_FINISHED = strawberry.enum_value(
+        "ALREADY_FINISHED", description="The creation has ended and cannot be cancelled."
+    )
+    SERVICE_UNAVAILABLE = strawberry.enum_value(
+        "SERVICE_UNAVAILABLE", description="A backing service failed; retry later."
+    )
+
+
+@strawberry.interface(description="An expected failure of a mutation.")
+class Error:
+    code: ErrorCode = strawberry.field(description="What went wrong, machine-readable.")
+    message: str = strawberry.field(description="What went wrong, for humans (English).")
+
+
+@strawberry.type(description="The input was rejected; nothing was stored.")
+class InvalidInputError(Error):
+    field: str | None = strawberry.field(
+        description="The input field at fault (snake_case path), when one is."
+    )
+
+
+@strawberry.type(description="Authentication failed or is missing.")
+class AuthError(Error):
+    pass
+
+
+@strawberry.type(description="The object does not exist or belongs to someone else.")
+class NotFoundError(Error):
+    pass
+
+
+@strawberry.type(description="The creation already ended.")
+class AlreadyFinishedError(Error):
+    pass
+
+
+@strawberry.type(description="A backing service is down; the request may be retried.")
+class UnavailableError(Error):
+    pass
+
+
+ErrorType = InvalidInputError | AuthError | NotFoundError | AlreadyFinishedError | UnavailableError
+
+
+def from_exception(exc: errors.CreationKingError) -> ErrorType:
+    """The schema type of a domain error."""
+    code = ErrorCode(exc.code)
+    if isinstance(exc, errors.InvalidInput):
+        return InvalidInputError(code=code, message=exc.message, field=exc.field)
+    if isinstance(exc, errors.NotAuthenticated | errors.InvalidCredentials | errors.EmailTaken):
+        return AuthError(code=code, message=exc.message)
+    if isinstance(exc, errors.NotFound):
+        return NotFoundError(code=code, message=exc.message)
+    if isinstance(exc, errors.AlreadyFinished):
+        return AlreadyFinishedError(code=code, message=exc.message)
+    return UnavailableError(code=ErrorCode.SERVICE_UNAVAILABLE, message=exc.message)

@@ -1,0 +1,90 @@
+"""The HTTP/WebSocket boundary: Strawberry's ASGI view with our context and request checks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cross_web import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
+
+from resolvers.errors import NotAuthenticated
+from resolvers.queue import JobQueue
+from resolvers.resources import Core
+from schema.context import Context
+
+
+def _error_response(status: int, message: str) -> JSONResponse:
+    code = "BAD_REQUEST" if status < 500 else "INTERNAL"
+    return JSONResponse(
+        {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]},
+        status_code=status,
+    )
+
+
+class GraphQLView(GraphQL[Context, None]):
+    """Builds the typed context, authenticates sockets, answers bad requests in GraphQL shape."""
+
+    def _services(self, request: Request | WebSocket) -> tuple[Core, JobQueue]:
+        state = request.app.state
+        return state.core, state.queue
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope=scope, receive=receive)
+        try:
+            response = await self.run(request)
+        except HTTPException as exc:
+            response = _error_response(exc.status_code, exc.reason)
+        await response(scope, receive, send)
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        if request.method == "POST":
+            body = await request.get_body()
+            try:
+                data = json.loads(body) if body else None
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise HTTPException(400, "the request body is not valid JSON") from None
+            if not isinstance(data, dict):
+                raise HTTPException(400, "the request body must be a JSON object")
+            if not isinstance(data.get("query"), str):
+                raise HTTPException(400, "the request needs a `query` string")
+        parsed = await super().parse_http_body(request)
+        if isinstance(parsed, GraphQLRequestData) and not isinstance(parsed.query, str):
+            raise HTTPException(400, "the request needs a `query` string")
+        return parsed
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket | None
+    ) -> Context:
+        core, queue = self._services(request)
+        context = Context(request=request, response=response, core=core, queue=queue)
+        if isinstance(request, Request):
+            try:
+                context.principal = core.auth.principal_from_header(
+                    request.headers.get("authorization")
+                )
+            except NotAuthenticated as exc:
+                context.auth_error = exc
+        return context
+
+    async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
+        params = context.connection_params or {}
+        header = params.get("Authorization") or params.get("authorization")
+        if header is None:
+            return None  # anonymous: only public fields work
+        if not isinstance(header, str):
+            raise ConnectionRejectionError({"reason": "Authorization must be a string"})
+        try:
+            context.principal = context.core.auth.principal_from_header(header)
+        except NotAuthenticated as exc:
+            raise ConnectionRejectionError({"reason": exc.message}) from exc
+        return {"expiresAt": context.principal.expires_at if context.principal else None}
