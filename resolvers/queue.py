@@ -77,7 +77,7 @@ class ArqQueue:
             await job.abort(timeout=0)
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)
 
 
 class InlineQueue:

@@ -1,0 +1,201 @@
+"""Subscriptions over real websockets against uvicorn: streaming, resume, sharing, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import websockets
+
+from jobs.worker import create_worker
+from resolvers.settings import Settings
+from schema.app import create_app
+from tests.conftest import GraphQLClient, Server, open_socket
+
+EVENT_FIELDS = """
+  __typename creationId seq
+  ... on CreationStarted { model }
+  ... on TokenDelta { text firstSeq }
+  ... on Progress { fraction stage }
+  ... on CreationCompleted { usage { promptTokens completionTokens } creation { status output } }
+  ... on CreationFailed { code message }
+  ... on CreationCancelled { usage { completionTokens } }
+"""
+WRITE = f"subscription W($input: WriteInput!) {{ write(input: $input) {{ {EVENT_FIELDS} }} }}"
+REPORT = f"subscription R($input: ReportInput!) {{ report(input: $input) {{ {EVENT_FIELDS} }} }}"
+EVENTS = f"""
+subscription E($id: ID!, $after: Int!) {{ creationEvents(id: $id, after: $after) {{ {EVENT_FIELDS} }} }}
+"""
+START_WRITE = """
+mutation S($input: WriteInput!) { write(input: $input) { ... on Creation { id status } } }
+"""
+CANCEL = """
+mutation C($id: ID!) { cancelCreation(id: $id) { __typename ... on Creation { status } } }
+"""
+TERMINAL = {"CreationCompleted", "CreationFailed", "CreationCancelled"}
+
+
+def events_of(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [next(iter(payload.values())) for payload in payloads]
+
+
+def text_of(events: list[dict[str, Any]]) -> str:
+    return "".join(e["text"] for e in events if e["__typename"] == "TokenDelta")
+
+
+def assert_well_formed(events: list[dict[str, Any]], after: int = 0) -> None:
+    """Seqs grow without gaps (merged deltas cover firstSeq..seq); one terminal, last."""
+    expected = after + 1
+    for event in events:
+        first = event.get("firstSeq") or event["seq"]
+        assert first == expected, events
+        expected = event["seq"] + 1
+    assert [e["__typename"] in TERMINAL for e in events].count(True) == 1
+    assert events[-1]["__typename"] in TERMINAL
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+async def test_write_streams_tokens_then_completes(
+    server: Server, token: str, protocol: str
+) -> None:
+    async with open_socket(server.ws_url, token, protocol) as sock:
+        op = await sock.subscribe(WRITE, {"input": {"prompt": "a harbor at dawn", "maxTokens": 60}})
+        events = events_of(await sock.collect(op))
+    assert events[0]["__typename"] == "CreationStarted"
+    assert events[0]["model"] == "dev-engine"
+    assert_well_formed(events)
+    completed = events[-1]
+    assert completed["__typename"] == "CreationCompleted"
+    assert completed["usage"]["completionTokens"] == 60
+    assert completed["creation"]["status"] == "COMPLETED"
+    assert completed["creation"]["output"] == text_of(events)
+
+
+async def test_resume_after_any_seq_gives_exactly_the_rest(
+    server: Server, client: GraphQLClient, token: str
+) -> None:
+    async with open_socket(server.ws_url, token) as sock:
+        op = await sock.subscribe(WRITE, {"input": {"prompt": "resume me", "maxTokens": 200}})
+        full = events_of(await sock.collect(op))
+        creation_id = full[0]["creationId"]
+        last = full[-1]["seq"]
+        text = text_of(full)
+        for after in (0, 1, 2, last // 2, last - 1):
+            op = await sock.subscribe(EVENTS, {"id": creation_id, "after": after})
+            rest = events_of(await sock.collect(op))
+            assert_well_formed(rest, after)
+            covered = [e for e in full if e["seq"] > after]
+            assert text_of(rest) == text_of(covered)
+        op = await sock.subscribe(EVENTS, {"id": creation_id, "after": 0})
+        assert text_of(events_of(await sock.collect(op))) == text
+
+
+async def test_late_joiners_share_a_running_creation(settings: Settings) -> None:
+    # given a slow creation (the server paces the dev engine)
+    paced = settings.model_copy(update={"dev_token_delay": 0.005})
+    async with Server(create_app(paced)) as slow:
+        graphql = GraphQLClient(slow.url)
+        token = await graphql.register()
+        started = await graphql.query(
+            START_WRITE, {"input": {"prompt": "shared", "maxTokens": 150}}, token=token
+        )
+        creation_id = started["write"]["id"]
+
+        async def watch(delay: float) -> list[dict[str, Any]]:
+            await asyncio.sleep(delay)  # join at different points of the stream
+            async with open_socket(slow.ws_url, token) as sock:
+                op = await sock.subscribe(EVENTS, {"id": creation_id, "after": 0})
+                return events_of(await sock.collect(op))
+
+        # when five editors join at different times
+        results = await asyncio.gather(*(watch(i * 0.1) for i in range(5)))
+        await graphql.aclose()
+    # then every one of them gets the whole text, in order
+    texts = {text_of(events) for events in results}
+    assert len(texts) == 1 and len(next(iter(texts)).split()) == 150
+    for events in results:
+        assert_well_formed(events)
+
+
+async def test_cancel_stops_the_model_and_reports_usage(settings: Settings) -> None:
+    paced = settings.model_copy(update={"dev_token_delay": 0.01})
+    async with Server(create_app(paced)) as slow:
+        graphql = GraphQLClient(slow.url)
+        token = await graphql.register()
+        async with open_socket(slow.ws_url, token) as sock:
+            op = await sock.subscribe(WRITE, {"input": {"prompt": "long", "maxTokens": 2000}})
+            first = await sock.receive()
+            creation_id = first["payload"]["data"]["write"]["creationId"]
+            # wait for some text, then cancel
+            while (await sock.receive())["payload"]["data"]["write"]["__typename"] != "TokenDelta":
+                pass
+            cancel = await graphql.query(CANCEL, {"id": creation_id}, token=token)
+            assert cancel["cancelCreation"]["__typename"] == "Creation"
+            rest = events_of(await sock.collect(op, timeout=10))
+        final = rest[-1]
+        assert final["__typename"] == "CreationCancelled"
+        spent = final["usage"]["completionTokens"]
+        assert 0 < spent < 2000
+        row = await graphql.query(
+            "query Q($id: ID!) { creation(id: $id) { status output usage { completionTokens } } }",
+            {"id": creation_id},
+            token=token,
+        )
+        assert row["creation"]["status"] == "CANCELLED"
+        assert row["creation"]["usage"]["completionTokens"] == spent
+        assert row["creation"]["output"]
+        await graphql.aclose()
+
+
+@pytest.fixture
+async def worker(server: Server) -> AsyncIterator[None]:
+    """An arq worker in this process, sharing the server's open resources."""
+    core = server.app.state.core
+    arq_worker = create_worker(core.settings, ctx={"settings": core.settings, "runner": core.runner})
+    task = asyncio.create_task(arq_worker.async_run())
+    yield
+    task.cancel()
+    await arq_worker.close()
+
+
+async def test_report_runs_on_the_worker_with_progress(
+    server: Server, token: str, worker: None
+) -> None:
+    async with open_socket(server.ws_url, token) as sock:
+        op = await sock.subscribe(
+            REPORT, {"input": {"topic": "solar power in cities", "sections": 3, "sectionTokens": 20}}
+        )
+        events = events_of(await sock.collect(op, timeout=30))
+    assert_well_formed(events)
+    progress = [e for e in events if e["__typename"] == "Progress"]
+    assert [p["fraction"] for p in progress] == sorted(p["fraction"] for p in progress)
+    assert progress[0]["stage"] == "outline" and progress[-1]["fraction"] == 1.0
+    assert len(progress) == 3 + 2
+    text = text_of(events)
+    assert text.startswith("# solar power in cities") and text.count("\n## ") == 3
+    assert events[-1]["creation"]["output"] == text
+
+
+async def test_socket_auth(server: Server, client: GraphQLClient, token: str) -> None:
+    # a bad token is refused at connection_init
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        async with open_socket(server.ws_url, "garbage"):
+            pass
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+    # anonymous sockets may connect but not start creations
+    async with open_socket(server.ws_url) as sock:
+        op = await sock.subscribe(WRITE, {"input": {"prompt": "hi"}})
+        message = await sock.receive()
+        assert message["id"] == op
+        errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+        assert errors[0]["extensions"]["code"] == "UNAUTHENTICATED"
+    # another user's creation is not found
+    started = await client.query(START_WRITE, {"input": {"prompt": "mine"}}, token=token)
+    stranger = await client.register()
+    async with open_socket(server.ws_url, stranger) as sock:
+        op = await sock.subscribe(EVENTS, {"id": started["write"]["id"], "after": 0})
+        message = await sock.receive()
+        errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+        assert errors[0]["extensions"]["code"] == "NOT_FOUND"

@@ -1,0 +1,158 @@
+"""A real Triton server (PyTriton) serving the `writer` generation model, for tests.
+
+Run with the Debian-python venv: `.venv-triton/bin/python tests/triton/server.py --grpc-port P
+--http-port P2 --metrics-port P3`. Prints `READY grpc=127.0.0.1:P` when serving, stops on
+SIGTERM. The model follows the contract of `inference/triton.py`; prompts starting with `SLOW:`
+wait 2 s before the first token and prompts starting with `FAIL:` fail after one token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import os
+import random
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODEL = "writer"
+SLOW_PREFIX = "SLOW:"
+FAIL_PREFIX = "FAIL:"
+SLOW_FIRST_TOKEN_S = 2.0
+# The cap keeps a runaway test request from generating for minutes.
+MAX_TOKENS_CAP = 4096
+
+_VOCAB_TEXT = (
+    "the a quiet river light morning city story of and under golden window remembers every"
+    " small voice across winter garden carries bright paper dream slowly into open sky with song"
+)
+_VOCAB = _VOCAB_TEXT.split()
+_WORD = re.compile(r"[A-Za-z0-9']+")
+
+
+def tokens_for(prompt: str, max_tokens: int, seed: int, temperature: float) -> Iterator[str]:
+    """The same tokens for the same prompt and seed; seed -1 draws one, temperature 0 ignores it."""
+    if temperature <= 0:
+        seed = 0
+    elif seed < 0:
+        seed = random.SystemRandom().randrange(2**62)
+    digest = hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()
+    rng = random.Random(int.from_bytes(digest[:8], "big"))
+    echoes = _WORD.findall(prompt.removeprefix(SLOW_PREFIX).removeprefix(FAIL_PREFIX))
+    for _ in range(max_tokens):
+        if echoes and rng.random() < 0.3:
+            yield " " + rng.choice(echoes)
+        else:
+            yield " " + rng.choice(_VOCAB)
+
+
+def _make_infer(token_delay: float) -> Any:
+    # An async generator: PyTriton runs a plain generator inside its event loop, so one
+    # sleeping request would stall all others (and a request the client abandoned keeps
+    # running, PyTriton has no cancellation). Several model instances would avoid that, but
+    # PyTriton 0.7 races while starting them (ConnectionRefusedError in the handshake).
+    async def infer(requests: list[Any]) -> AsyncIterator[list[dict[str, np.ndarray]]]:
+        request = requests[0]  # batching=False: one request per call
+        prompt = request["prompt"][0].decode("utf-8")
+        max_tokens = min(int(request["max_tokens"][0]), MAX_TOKENS_CAP)
+        temperature = float(request["temperature"][0])
+        seed = int(request["seed"][0])
+        if max_tokens < 0:
+            raise ValueError(f"max_tokens must not be negative, got {max_tokens}")
+        if prompt.startswith(SLOW_PREFIX):
+            await asyncio.sleep(SLOW_FIRST_TOKEN_S)
+        for index, token in enumerate(tokens_for(prompt, max_tokens, seed, temperature)):
+            if prompt.startswith(FAIL_PREFIX) and index == 1:
+                raise RuntimeError("writer failed on purpose (FAIL: prompt)")
+            if token_delay > 0:
+                await asyncio.sleep(token_delay)
+            yield [{"text": np.array([token.encode("utf-8")], dtype=np.object_)}]
+
+    return infer
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--grpc-port", type=int, required=True)
+    parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--metrics-port", type=int, required=True)
+    parser.add_argument("--token-delay", type=float, default=0.002, help="seconds per token")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    """Serve the `writer` model until SIGTERM or SIGINT."""
+    args = _parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+    with tempfile.TemporaryDirectory(prefix="ck-pytriton-") as home:
+        # PyTriton writes its workspace and the unpacked server under PYTRITON_HOME; a fresh
+        # directory keeps parallel sessions and stale sockets apart.
+        os.environ["PYTRITON_HOME"] = home
+        from pytriton.model_config import ModelConfig, Tensor
+        from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
+
+        config = TritonConfig(
+            http_address="127.0.0.1",
+            http_port=args.http_port,
+            grpc_address="127.0.0.1",
+            grpc_port=args.grpc_port,
+            metrics_port=args.metrics_port,
+            log_verbose=0,
+            exit_on_error=True,
+            # Generations a client abandoned keep running (PyTriton ignores cancellation);
+            # shutdown need not wait 30 s for them.
+            exit_timeout_secs=2,
+        )
+        # PyTriton 0.7 guards admin endpoints with a random token by default; tests need none.
+        security = TritonSecurityConfig(restricted_endpoints=[])
+        with Triton(config=config, security_config=security) as triton:
+            triton.bind(
+                model_name=MODEL,
+                infer_func=_make_infer(args.token_delay),
+                inputs=[
+                    Tensor(name="prompt", dtype=np.bytes_, shape=(1,)),
+                    Tensor(name="max_tokens", dtype=np.int32, shape=(1,)),
+                    Tensor(name="temperature", dtype=np.float32, shape=(1,)),
+                    Tensor(name="seed", dtype=np.int64, shape=(1,)),
+                ],
+                outputs=[Tensor(name="text", dtype=np.bytes_, shape=(1,))],
+                config=ModelConfig(decoupled=True, batching=False),
+            )
+            triton.run()
+            # One write(2) of under PIPE_BUF bytes: tritonserver shares this stdout and print()
+            # writes the text and its newline separately, letting a log line split the two.
+            os.write(sys.stdout.fileno(), f"READY grpc=127.0.0.1:{args.grpc_port}\n".encode())
+            while not stop.is_set() and triton.is_alive():
+                stop.wait(1.0)
+        _remove_model_copies(home)
+    return 0
+
+
+def _remove_model_copies(home: str) -> None:
+    # tritonserver copies a model loaded with inline files to /tmp/folderXXXXXX and leaves it
+    # behind when generations are still running at exit; ours name our workspace.
+    for config in Path("/tmp").glob("folder*/config.pbtxt"):
+        try:
+            if home in config.read_text(errors="replace"):
+                shutil.rmtree(config.parent, ignore_errors=True)
+        except OSError:
+            continue
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
