@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator
 from inference.base import Completion, Delta, GenerationRequest, collect
 
 NAME = "dev-engine"
-_VOCABULARY = (
-    "light river quiet city morning story window voice paper garden signal stone winter "
-    "memory bridge market thread ocean lantern field letter harbor music silver road echo "
-    "promise journey forest mirror season secret island machine color spark dream"
-).split()
+_WORDS = """
+light river quiet city morning story window voice paper garden signal stone winter memory
+bridge market thread ocean lantern field letter harbor music silver road echo promise
+journey forest mirror season secret island machine color spark dream
+"""
+_VOCABULARY = tuple(_WORDS.split())
 _WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
 
 

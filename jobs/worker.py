@@ -48,7 +48,7 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
         raise ValueError("the worker needs CK_REDIS_URL (embedded mode runs jobs in-process)")
     options: dict[str, Any] = {
         "functions": [
-            func(  # type: ignore[arg-type]
+            func(
                 run_creation,
                 name=JOB_NAME,
                 timeout=settings.job_timeout_seconds,

@@ -36,7 +36,7 @@ OVERFLOW: Final = "\x00overflow"
 _CONNECTION_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
 
-class ResilientRedisBackend(BroadcastBackend):  # type: ignore[misc]
+class ResilientRedisBackend(BroadcastBackend):
     """A broadcaster backend whose listener survives Redis disconnects."""
 
     def __init__(self, redis: Redis, *, max_backoff: float = 2.0) -> None:
@@ -60,7 +60,7 @@ class ResilientRedisBackend(BroadcastBackend):  # type: ignore[misc]
                 await self._task
         if self._pubsub is not None:
             with contextlib.suppress(*_CONNECTION_ERRORS):
-                await self._pubsub.aclose()
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def subscribe(self, channel: str) -> None:
         self._channels.add(channel)
@@ -116,7 +116,7 @@ class ResilientRedisBackend(BroadcastBackend):  # type: ignore[misc]
         old, self._pubsub = self._pubsub, self._redis.pubsub(ignore_subscribe_messages=True)
         if old is not None:
             with contextlib.suppress(*_CONNECTION_ERRORS):
-                await old.aclose()
+                await old.aclose()  # type: ignore[no-untyped-call]
         channels = sorted(self._channels)
         try:
             if channels:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from tortoise import fields
 from tortoise.models import Model
@@ -43,7 +44,7 @@ class Creation(Model):
     )
     owner_id: str
     tool = fields.CharField(max_length=32)
-    input = fields.JSONField()
+    input: dict[str, Any] = fields.JSONField()
     status = fields.CharEnumField(CreationStatus, max_length=16, default=CreationStatus.QUEUED)
     output = fields.TextField(default="")
     model = fields.CharField(max_length=128, default="")

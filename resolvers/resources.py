@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 import fakeredis
 from redis.asyncio import Redis
@@ -44,8 +45,8 @@ class Core:
 def make_redis(settings: Settings) -> Redis:
     """The real Redis, or an in-process fakeredis when none is configured (embedded)."""
     if settings.redis_url:
-        return Redis.from_url(settings.redis_url, health_check_interval=30)
-    return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+        return cast(Redis, Redis.from_url(settings.redis_url, health_check_interval=30))
+    return cast(Redis, fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()))
 
 
 def make_engine(settings: Settings) -> Engine:

@@ -49,7 +49,7 @@ class _Run:
     creation_id: str
     seq: int = 0
     text: list[str] = field(default_factory=list)
-    usage: Usage = Usage()
+    usage: Usage = field(default_factory=Usage)
     pending: list[Delta] = field(default_factory=list)
     last_flush: float = 0.0
     skip_chars: int = 0
@@ -101,9 +101,7 @@ class Runner:
         """Ask whichever process runs the creation to stop it."""
         await self._feed.history.flag_cancel(creation_id)
         if not self._cancel_local(creation_id):
-            await self._bus.publish(
-                keys.CONTROL_CHANNEL, json.dumps({"cancel": creation_id})
-            )
+            await self._bus.publish(keys.CONTROL_CHANNEL, json.dumps({"cancel": creation_id}))
 
     async def run(
         self, creation_id: str, *, retry_on_shutdown: bool = True

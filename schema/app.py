@@ -70,7 +70,9 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            opened = resources or await stack.enter_async_context(open_resources(settings))
+            opened = resources
+            if opened is None:
+                opened = await stack.enter_async_context(open_resources(settings))
             app.state.core, app.state.queue = opened.core, opened.queue
             yield
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from resolvers.auth import require_user
@@ -9,7 +11,7 @@ from resolvers.errors import CreationKingError, NotAuthenticated
 from resolvers.models import User as UserRow
 from schema.context import Info
 from schema.types.auth import AuthResult, AuthSession, LoginInput, RegisterInput
-from schema.types.errors import from_exception
+from schema.types.errors import auth_failure
 from schema.types.user import User
 
 
@@ -31,17 +33,25 @@ def _session(row: UserRow, token: str) -> AuthSession:
 @strawberry.type
 class AuthMutation:
     @strawberry.mutation(description="Create an account and sign in.")
-    async def register(self, info: Info, input: RegisterInput) -> AuthResult:
+    async def register(
+        self,
+        info: Info,
+        input: Annotated[RegisterInput, strawberry.argument(description="The new account.")],
+    ) -> AuthResult:
         try:
             row, token = await info.context.core.auth.register(input.email, input.password)
         except CreationKingError as exc:
-            return from_exception(exc)
+            return auth_failure(exc)
         return _session(row, token)
 
     @strawberry.mutation(description="Sign in with e-mail and password.")
-    async def login(self, info: Info, input: LoginInput) -> AuthResult:
+    async def login(
+        self,
+        info: Info,
+        input: Annotated[LoginInput, strawberry.argument(description="The credentials.")],
+    ) -> AuthResult:
         try:
             row, token = await info.context.core.auth.login(input.email, input.password)
         except CreationKingError as exc:
-            return from_exception(exc)
+            return auth_failure(exc)
         return _session(row, token)

@@ -16,6 +16,7 @@ from schema.types.creation import Creation, CreationConnection
 from schema.types.errors import (
     AlreadyFinishedError,
     AuthError,
+    ErrorType,
     InvalidInputError,
     NotFoundError,
     UnavailableError,
@@ -23,6 +24,10 @@ from schema.types.errors import (
 )
 from schema.types.events import CreationEvent, from_event
 from schema.types.tools import ReportInput, Tool, WriteInput
+
+CreationId = Annotated[strawberry.ID, strawberry.argument(description="A creation's id.")]
+WriteArg = Annotated[WriteInput, strawberry.argument(description="What to write.")]
+ReportArg = Annotated[ReportInput, strawberry.argument(description="What to report on.")]
 
 CreationResult = Annotated[
     Creation
@@ -35,7 +40,7 @@ CreationResult = Annotated[
 ]
 
 
-async def _result(call: Awaitable[CreationRow]) -> Any:
+async def _result(call: Awaitable[CreationRow]) -> Creation | ErrorType:
     try:
         return Creation.from_model(await call)
     except CreationKingError as exc:
@@ -69,7 +74,7 @@ class CreationQuery:
         return [Tool.from_tool(tool) for tool in TOOLS.values()]
 
     @strawberry.field(description="One of your creations. Errors with NOT_FOUND otherwise.")
-    async def creation(self, info: Info, id: strawberry.ID) -> Creation:
+    async def creation(self, info: Info, id: CreationId) -> Creation:
         row = await use_cases.get_creation(principal=info.context.user(), creation_id=id)
         return Creation.from_model(row)
 
@@ -99,7 +104,7 @@ class CreationMutation:
     async def write(
         self,
         info: Info,
-        input: WriteInput,
+        input: WriteArg,
         wait: Annotated[
             bool, strawberry.argument(description="Return only once it has finished.")
         ] = False,
@@ -110,14 +115,14 @@ class CreationMutation:
         description="Queue a long-form report on a worker (LONG tool); follow it with "
         "Subscription.creationEvents."
     )
-    async def report(self, info: Info, input: ReportInput) -> CreationResult:
+    async def report(self, info: Info, input: ReportArg) -> CreationResult:
         return await _result(_start(info, "report", input.payload(), wait=False))
 
     @strawberry.mutation(
         description="Stop one of your creations wherever it runs; its stream ends with "
         "CreationCancelled carrying the usage so far."
     )
-    async def cancel_creation(self, info: Info, id: strawberry.ID) -> CreationResult:
+    async def cancel_creation(self, info: Info, id: CreationId) -> CreationResult:
         ctx = info.context
         return await _result(
             use_cases.cancel_creation(
@@ -133,14 +138,12 @@ class CreationMutation:
 @strawberry.type
 class CreationSubscription:
     @strawberry.subscription(description="Start a piece of writing and stream its events.")
-    async def write(self, info: Info, input: WriteInput) -> AsyncGenerator[CreationEvent, None]:
+    async def write(self, info: Info, input: WriteArg) -> AsyncGenerator[CreationEvent, None]:
         async for event in _stream(info, "write", input.payload()):
             yield event
 
     @strawberry.subscription(description="Queue a report and stream its events.")
-    async def report(
-        self, info: Info, input: ReportInput
-    ) -> AsyncGenerator[CreationEvent, None]:
+    async def report(self, info: Info, input: ReportArg) -> AsyncGenerator[CreationEvent, None]:
         async for event in _stream(info, "report", input.payload()):
             yield event
 
@@ -151,7 +154,7 @@ class CreationSubscription:
     async def creation_events(
         self,
         info: Info,
-        id: strawberry.ID,
+        id: CreationId,
         after: Annotated[
             int, strawberry.argument(description="Last seq you have; 0 replays everything.")
         ] = 0,

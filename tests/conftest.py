@@ -291,8 +291,10 @@ async def open_socket(
     """Connect, send connection_init with the token, wait for the ack."""
     async with websockets.connect(ws_url, subprotocols=[protocol]) as ws:  # type: ignore[list-item]
         sock = Socket(ws, protocol)
-        init = payload if payload is not None else (
-            {"Authorization": f"Bearer {token}"} if token else {}
+        init = (
+            payload
+            if payload is not None
+            else ({"Authorization": f"Bearer {token}"} if token else {})
         )
         await sock.send({"type": "connection_init", "payload": init})
         ack = await sock.receive()

@@ -26,7 +26,7 @@ class LoginInput:
 class AuthSession:
     access_token: str = strawberry.field(
         description="JWT for `Authorization: Bearer <token>` (HTTP) or the websocket "
-        "connection_init payload `{\"Authorization\": \"Bearer <token>\"}`."
+        'connection_init payload `{"Authorization": "Bearer <token>"}`.'
     )
     user: User = strawberry.field(description="The signed-in user.")
 

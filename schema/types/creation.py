@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+from typing import cast
+
 import strawberry
 from strawberry.scalars import JSON
 
@@ -62,7 +64,7 @@ class Creation:
             id=strawberry.ID(str(row.id)),
             tool=row.tool,
             status=CreationStatus(row.status.value),
-            input=row.input,
+            input=cast(JSON, row.input),
             output=row.output,
             model=row.model,
             usage=Usage(prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens),

@@ -82,3 +82,11 @@ def from_exception(exc: errors.CreationKingError) -> ErrorType:
     if isinstance(exc, errors.AlreadyFinished):
         return AlreadyFinishedError(code=code, message=exc.message)
     return UnavailableError(code=ErrorCode.SERVICE_UNAVAILABLE, message=exc.message)
+
+
+def auth_failure(exc: errors.CreationKingError) -> InvalidInputError | AuthError | UnavailableError:
+    """The schema type of an error from registering or logging in."""
+    result = from_exception(exc)
+    if isinstance(result, InvalidInputError | AuthError | UnavailableError):
+        return result
+    return UnavailableError(code=ErrorCode.SERVICE_UNAVAILABLE, message=exc.message)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import strawberry
 
-from schema.context import Info
 from resolvers.events import Event, EventKind
+from schema.context import Info
 from schema.types.creation import Creation, Usage
 
 

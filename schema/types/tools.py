@@ -22,8 +22,9 @@ class ToolMode(Enum):
 
 @strawberry.type(description="A creation tool.")
 class Tool:
-    name: str = strawberry.field(description="The tool's name; also its Mutation and "
-                                 "Subscription field name.")
+    name: str = strawberry.field(
+        description="The tool's name; also its Mutation and Subscription field name."
+    )
     description: str = strawberry.field(description="What the tool makes.")
     mode: ToolMode = strawberry.field(description="Where it runs.")
 

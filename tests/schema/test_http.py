@@ -65,8 +65,16 @@ async def test_register_then_login_and_me(client: GraphQLClient) -> None:
 async def test_auth_errors_are_typed(client: GraphQLClient) -> None:
     await client.register("taken@example.com", "a good password")
     cases: list[tuple[str, dict[str, Any], str]] = [
-        (LOGIN, {"email": "taken@example.com", "password": "wrong password"}, "INVALID_CREDENTIALS"),
-        (LOGIN, {"email": "nobody@example.com", "password": "a good password"}, "INVALID_CREDENTIALS"),
+        (
+            LOGIN,
+            {"email": "taken@example.com", "password": "wrong password"},
+            "INVALID_CREDENTIALS",
+        ),
+        (
+            LOGIN,
+            {"email": "nobody@example.com", "password": "a good password"},
+            "INVALID_CREDENTIALS",
+        ),
     ]
     for query, variables, code in cases:
         data = await client.query(query, variables)
@@ -97,7 +105,15 @@ async def test_me_needs_a_valid_token(client: GraphQLClient) -> None:
 
 
 async def test_malformed_requests_get_4xx_in_graphql_shape(server: Server) -> None:
-    bodies: list[bytes] = [b"{not json", b"[1, 2]", b"5", b'"query"', b"{}", b'{"query": 5}', b"null"]
+    bodies: list[bytes] = [
+        b"{not json",
+        b"[1, 2]",
+        b"5",
+        b'"query"',
+        b"{}",
+        b'{"query": 5}',
+        b"null",
+    ]
     async with httpx.AsyncClient() as http:
         for body in bodies:
             response = await http.post(
@@ -196,7 +212,9 @@ async def test_creations_are_private_and_paginated(client: GraphQLClient, token:
 
     # another user sees none of them
     stranger = await client.register()
-    assert (await client.query(CREATIONS, {"first": 10}, token=stranger))["creations"]["edges"] == []
+    assert (await client.query(CREATIONS, {"first": 10}, token=stranger))["creations"][
+        "edges"
+    ] == []
     for creation_id in (ids[0], "00000000-0000-0000-0000-000000000000", "not-a-uuid"):
         errors = await client.errors(CREATION, {"id": creation_id}, token=stranger)
         assert errors[0]["extensions"]["code"] == "NOT_FOUND"

@@ -26,7 +26,9 @@ EVENT_FIELDS = """
 WRITE = f"subscription W($input: WriteInput!) {{ write(input: $input) {{ {EVENT_FIELDS} }} }}"
 REPORT = f"subscription R($input: ReportInput!) {{ report(input: $input) {{ {EVENT_FIELDS} }} }}"
 EVENTS = f"""
-subscription E($id: ID!, $after: Int!) {{ creationEvents(id: $id, after: $after) {{ {EVENT_FIELDS} }} }}
+subscription E($id: ID!, $after: Int!) {{
+  creationEvents(id: $id, after: $after) {{ {EVENT_FIELDS} }}
+}}
 """
 START_WRITE = """
 mutation S($input: WriteInput!) { write(input: $input) { ... on Creation { id status } } }
@@ -153,7 +155,9 @@ async def test_cancel_stops_the_model_and_reports_usage(settings: Settings) -> N
 async def worker(server: Server) -> AsyncIterator[None]:
     """An arq worker in this process, sharing the server's open resources."""
     core = server.app.state.core
-    arq_worker = create_worker(core.settings, ctx={"settings": core.settings, "runner": core.runner})
+    arq_worker = create_worker(
+        core.settings, ctx={"settings": core.settings, "runner": core.runner}
+    )
     task = asyncio.create_task(arq_worker.async_run())
     yield
     task.cancel()
@@ -165,7 +169,8 @@ async def test_report_runs_on_the_worker_with_progress(
 ) -> None:
     async with open_socket(server.ws_url, token) as sock:
         op = await sock.subscribe(
-            REPORT, {"input": {"topic": "solar power in cities", "sections": 3, "sectionTokens": 20}}
+            REPORT,
+            {"input": {"topic": "solar power in cities", "sections": 3, "sectionTokens": 20}},
         )
         events = events_of(await sock.collect(op, timeout=30))
     assert_well_formed(events)

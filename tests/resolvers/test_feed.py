@@ -1,0 +1,158 @@
+"""The event log, the bus and following, against the real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from resolvers.bus import Bus, ResilientRedisBackend
+from resolvers.events import Event, EventKind, coalesce
+from resolvers.feed import Feed
+from resolvers.history import History, StaleProducer
+
+
+@pytest.fixture
+async def feed(redis: Redis) -> AsyncIterator[Feed]:
+    bus = Bus(ResilientRedisBackend(redis), listener_maxsize=16)
+    await bus.start()
+    yield Feed(History(redis, maxlen=10_000, ttl_seconds=60), bus, poll_seconds=0.2)
+    await bus.stop()
+
+
+def delta(seq: int, text: str, creation_id: str = "c1") -> Event:
+    return Event(creation_id, seq, EventKind.DELTA, text=text, completion_tokens=1)
+
+
+async def collect(feed: Feed, creation_id: str = "c1", after: int = 0) -> list[Event]:
+    return [event async for event in feed.follow(creation_id, after=after)]
+
+
+async def produce(
+    feed: Feed, count: int, *, pause: float = 0.0, creation_id: str = "c1", started: bool = True
+) -> str:
+    if started:
+        await feed.publish(Event(creation_id, 1, EventKind.STARTED))
+    words = [f"w{i} " for i in range(count)]
+    for index, word in enumerate(words):
+        await feed.publish(delta(index + 2, word, creation_id))
+        if pause:
+            await asyncio.sleep(pause)
+    await feed.publish(Event(creation_id, count + 2, EventKind.COMPLETED))
+    return "".join(words)
+
+
+def text(events: list[Event]) -> str:
+    return "".join(e.text for e in events if e.kind is EventKind.DELTA)
+
+
+async def test_the_log_refuses_a_seq_twice(feed: Feed) -> None:
+    await feed.publish(delta(1, "a"))
+    with pytest.raises(StaleProducer):
+        await feed.publish(delta(1, "again"))
+    with pytest.raises(StaleProducer):
+        await feed.publish(delta(0, "older"))
+    assert [e.text for e in await feed.history.read("c1", after=0)] == ["a"]
+
+
+async def test_follow_replays_then_tails_without_gap_or_duplicate(feed: Feed) -> None:
+    # given a creation that already streamed part of its text
+    await feed.publish(Event("c1", 1, EventKind.STARTED))
+    for seq in range(2, 12):
+        await feed.publish(delta(seq, f"t{seq} "))
+    follower = asyncio.create_task(collect(feed))
+    await asyncio.sleep(0.05)
+    # when it goes on while someone follows
+    for seq in range(12, 40):
+        await feed.publish(delta(seq, f"t{seq} "))
+    await feed.publish(Event("c1", 40, EventKind.COMPLETED))
+    events = await asyncio.wait_for(follower, 5)
+    # then the follower has every piece once, in order, and one terminal event
+    assert text(events) == "".join(f"t{seq} " for seq in range(2, 40))
+    assert [e.seq for e in events] == sorted({e.seq for e in events})
+    assert events[-1].kind is EventKind.COMPLETED
+
+
+async def test_a_slow_follower_is_bounded_and_still_gets_everything(feed: Feed) -> None:
+    # given a follower that does not read while 2,000 events are produced
+    await feed.publish(Event("c1", 1, EventKind.STARTED))
+    stream = feed.follow("c1")
+    first = await anext(stream)  # listening now, buffer of 16
+    expected = await produce(feed, 2000, started=False)
+    # then its buffer never held more than 16 events
+    channel = next(iter(feed.bus._channels.values()))
+    assert all(len(listener._items) <= 16 for listener in channel.listeners)
+    # and it catches up from the log, coalesced, with all of the text
+    rest = [event async for event in stream]
+    assert first.kind is EventKind.STARTED
+    assert text(rest) == expected
+    assert len(rest) < 100  # merged deltas, not 2,000 GraphQL events
+    assert rest[-1].kind is EventKind.COMPLETED and rest[-1].seq == 2002
+
+
+async def test_events_lost_on_pubsub_are_read_from_the_log(feed: Feed, redis: Redis) -> None:
+    follower = asyncio.create_task(collect(feed))
+    await asyncio.sleep(0.05)
+    # events written to the log without any pub/sub message (as if pub/sub dropped them)
+    history = History(redis, maxlen=100, ttl_seconds=60)
+    await redis.xadd("ck:{c:c1}:log", {"e": Event("c1", 1, EventKind.STARTED).encode()}, id="0-1")
+    await redis.xadd("ck:{c:c1}:log", {"e": delta(2, "quiet").encode()}, id="0-2")
+    await redis.xadd("ck:{c:c1}:log", {"e": Event("c1", 3, EventKind.COMPLETED).encode()}, id="0-3")
+    events = await asyncio.wait_for(follower, 5)
+    assert [e.seq for e in events] == [1, 2, 3]
+    assert await history.last_seq("c1") == 3
+
+
+async def test_the_bus_reconnects_after_redis_drops_it_mid_stream(feed: Feed, redis: Redis) -> None:
+    backend = feed.bus._broadcast._backend
+    assert isinstance(backend, ResilientRedisBackend)
+    follower = asyncio.create_task(collect(feed))
+    await asyncio.sleep(0.05)
+
+    async def killer() -> None:
+        for _ in range(3):
+            await asyncio.sleep(0.05)
+            await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+
+    kill = asyncio.create_task(killer())
+    expected = await produce(feed, 300, pause=0.001)
+    events = await asyncio.wait_for(follower, 10)
+    await kill
+    assert text(events) == expected
+    assert backend.reconnects >= 1
+    # and live delivery works again afterwards, through pub/sub
+    async with feed.bus.listen("after-reconnect") as listener:
+        received = None
+        async with asyncio.timeout(5):
+            while received is None:  # SUBSCRIBE is not acknowledged synchronously: retry
+                await redis.publish("after-reconnect", "hello")
+                received = await listener.get(timeout=0.1)
+        assert received == "hello"
+
+
+def test_coalesce_merges_runs_of_deltas_only() -> None:
+    events = [
+        Event("c", 1, EventKind.STARTED),
+        delta(2, "a", "c"),
+        delta(3, "b", "c"),
+        Event("c", 4, EventKind.PROGRESS, fraction=0.5),
+        delta(5, "c", "c"),
+    ]
+    merged = coalesce(events)
+    assert [(e.kind, e.seq, e.first_seq, e.text) for e in merged] == [
+        (EventKind.STARTED, 1, 0, ""),
+        (EventKind.DELTA, 3, 2, "ab"),
+        (EventKind.PROGRESS, 4, 0, ""),
+        (EventKind.DELTA, 5, 0, "c"),
+    ]
+    assert merged[1].completion_tokens == 2
+
+
+def test_event_codec_round_trips_and_rejects_garbage() -> None:
+    event = Event("c", 7, EventKind.FAILED, code="MODEL_UNAVAILABLE", message="down 中文")
+    assert Event.decode(event.encode()) == event
+    for garbage in ("{}", "[]", "not json", '{"c": "x", "s": 1, "k": "nope"}'):
+        with pytest.raises(ValueError):
+            Event.decode(garbage)
