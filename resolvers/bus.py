@@ -47,6 +47,7 @@ class ResilientRedisBackend(BroadcastBackend):
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.reconnects = 0
 
     async def connect(self) -> None:
@@ -54,10 +55,12 @@ class ResilientRedisBackend(BroadcastBackend):
         self._task = asyncio.create_task(self._listen(), name="bus-listener")
 
     async def disconnect(self) -> None:
-        if self._task is not None:
+        self._closing = True
+        self._wake.set()
+        # redis-py's get_message can swallow a cancellation, so ask again until it stops.
+        while self._task is not None and not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=0.1)
         if self._pubsub is not None:
             with contextlib.suppress(*_CONNECTION_ERRORS):
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -89,7 +92,7 @@ class ResilientRedisBackend(BroadcastBackend):
 
     async def _listen(self) -> None:
         backoff = 0.05
-        while True:
+        while not self._closing:
             if not self._channels:
                 self._wake.clear()
                 await self._wake.wait()

@@ -24,7 +24,7 @@ mutation Write($input: WriteInput!, $wait: Boolean!) {
   write(input: $input, wait: $wait) {
     __typename
     ... on Creation {
-      id status tool output model createdAt
+      id status tool output model createdAt errorCode
       usage { promptTokens completionTokens }
       owner { email }
     }

@@ -1,0 +1,98 @@
+"""The write tool through the whole stack on the real (PyTriton, CPU) Triton server."""
+
+from __future__ import annotations
+
+import httpx
+
+from inference.base import GenerationRequest
+from inference.triton import TritonConfig, TritonEngine
+from inference.write import Genre, WriteSpec, build_prompt
+from resolvers.settings import Settings
+from schema.app import create_app
+from tests.conftest import GraphQLClient, Server, free_port, open_socket
+from tests.schema.test_http import WRITE
+from tests.schema.test_subscriptions import (
+    EVENTS,
+    START_WRITE,
+    assert_well_formed,
+    events_of,
+    text_of,
+)
+
+CANCEL = "mutation C($id: ID!) { cancelCreation(id: $id) { __typename } }"
+
+
+async def test_write_streams_what_triton_generates(settings: Settings, triton_url: str) -> None:
+    on_triton = settings.model_copy(update={"engine": "triton", "triton_url": triton_url})
+    async with Server(create_app(on_triton)) as server:
+        graphql = GraphQLClient(server.url)
+        token = await graphql.register()
+        variables = {"input": {"prompt": "a night train", "maxTokens": 48, "seed": 11}}
+        started = await graphql.query(START_WRITE, variables, token=token)
+        async with open_socket(server.ws_url, token) as sock:
+            op = await sock.subscribe(EVENTS, {"id": started["write"]["id"], "after": 0})
+            events = events_of(await sock.collect(op))
+        await graphql.aclose()
+    assert_well_formed(events)
+    assert events[0]["model"] == "triton"
+    assert events[-1]["usage"]["completionTokens"] == 48
+    # the same request read straight from Triton gives the same text
+    engine = TritonEngine(TritonConfig(url=triton_url))
+    spec = WriteSpec(prompt="a night train", genre=Genre.STORY, max_tokens=48, seed=11)
+    direct = await engine.complete(
+        GenerationRequest(
+            request_id="direct",
+            model="writer",
+            prompt=build_prompt(spec),
+            max_tokens=48,
+            temperature=0.8,
+            seed=11,
+        )
+    )
+    await engine.aclose()
+    assert text_of(events) == direct.text
+
+
+async def test_cancel_stops_a_triton_stream(settings: Settings, triton_url: str) -> None:
+    on_triton = settings.model_copy(update={"engine": "triton", "triton_url": triton_url})
+    async with Server(create_app(on_triton)) as server:
+        graphql = GraphQLClient(server.url)
+        token = await graphql.register()
+        started = await graphql.query(
+            START_WRITE, {"input": {"prompt": "endless", "maxTokens": 4000}}, token=token
+        )
+        creation_id = started["write"]["id"]
+        async with open_socket(server.ws_url, token) as sock:
+            op = await sock.subscribe(EVENTS, {"id": creation_id, "after": 0})
+            while (await sock.receive())["payload"]["data"]["creationEvents"]["__typename"] != (
+                "TokenDelta"
+            ):
+                pass
+            await graphql.query(CANCEL, {"id": creation_id}, token=token)
+            rest = events_of(await sock.collect(op, timeout=10))
+        await graphql.aclose()
+    assert rest[-1]["__typename"] == "CreationCancelled"
+    assert 0 < rest[-1]["usage"]["completionTokens"] < 4000
+
+
+async def test_unreachable_triton_fails_typed_and_readiness_goes_red(settings: Settings) -> None:
+    nowhere = settings.model_copy(
+        update={
+            "engine": "triton",
+            "triton_url": f"127.0.0.1:{free_port()}",
+            "triton_connect_timeout": 1.0,
+        }
+    )
+    async with Server(create_app(nowhere)) as server:
+        graphql = GraphQLClient(server.url)
+        token = await graphql.register()
+        data = await graphql.query(WRITE, {"input": {"prompt": "hello"}, "wait": True}, token=token)
+        async with httpx.AsyncClient() as http:
+            ready = await http.get(server.url + "/readyz")
+        await graphql.aclose()
+    assert data["write"]["status"] == "FAILED"
+    assert data["write"]["__typename"] == "Creation"
+    assert data["write"]["errorCode"] == "MODEL_UNAVAILABLE"
+    assert data["write"]["output"] == ""
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["engine"] is False
