@@ -204,3 +204,35 @@ async def test_socket_auth(server: Server, client: GraphQLClient, token: str) ->
         message = await sock.receive()
         errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
         assert errors[0]["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_a_stalled_subscriber_blocks_neither_the_producer_nor_others(
+    settings: Settings,
+) -> None:
+    # every token its own event, so an unread socket fills up quickly
+    unbatched = settings.model_copy(update={"batch_max_tokens": 1, "batch_interval_ms": 0})
+    async with Server(create_app(unbatched)) as server:
+        graphql = GraphQLClient(server.url)
+        token = await graphql.register()
+        started = await graphql.query(
+            START_WRITE, {"input": {"prompt": "flood", "maxTokens": 3000}}, token=token
+        )
+        creation_id = started["write"]["id"]
+        async with (
+            open_socket(server.ws_url, token) as stalled,
+            open_socket(server.ws_url, token) as reader,
+        ):
+            # the stalled editor subscribes and then reads nothing
+            await stalled.subscribe(EVENTS, {"id": creation_id, "after": 0})
+            op = await reader.subscribe(EVENTS, {"id": creation_id, "after": 0})
+            live = events_of(await reader.collect(op, timeout=30))
+            status = await graphql.query(
+                "query Q($id: ID!) { creation(id: $id) { status } }", {"id": creation_id}, token
+            )
+            # it catches up later with nothing lost
+            late = events_of(await stalled.collect("1", timeout=30))
+        await graphql.aclose()
+    assert status["creation"]["status"] == "COMPLETED"
+    assert_well_formed(live)
+    assert_well_formed(late)
+    assert text_of(late) == text_of(live) and len(text_of(live).split()) == 3000

@@ -1,0 +1,120 @@
+"""The runner against the real Postgres and Redis, with scripted engines."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from inference.base import Completion, Delta, GenerationRequest, ModelUnavailable, collect
+from inference.dev import DevEngine
+from resolvers.events import Event, EventKind
+from resolvers.models import Creation, CreationStatus, User
+from resolvers.resources import Core, open_core
+from resolvers.settings import Settings
+from resolvers.tools import get_tool
+
+
+class ScriptedEngine:
+    """Yields `tokens` deltas, then raises `error` (if any)."""
+
+    name = "scripted"
+
+    def __init__(self, tokens: int, error: BaseException | None = None) -> None:
+        self.tokens = tokens
+        self.error = error
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        for index in range(self.tokens):
+            yield Delta(f" t{index}")
+            await asyncio.sleep(0)
+        if self.error is not None:
+            raise self.error
+
+    async def complete(self, request: GenerationRequest) -> Completion:
+        return await collect(self, request)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@contextlib.asynccontextmanager
+async def core_with(settings: Settings, engine: object) -> AsyncIterator[Core]:
+    async with open_core(settings, engine=engine) as core:  # type: ignore[arg-type]
+        await Creation.all().delete()
+        await User.all().delete()
+        yield core
+
+
+async def new_creation(prompt: str = "p", max_tokens: int = 20) -> Creation:
+    user = await User.create(email=f"{prompt}-{max_tokens}@example.com", password_hash="x")
+    data = get_tool("write").parse({"prompt": prompt, "max_tokens": max_tokens, "seed": 1})
+    return await Creation.create(owner=user, tool="write", input=data)
+
+
+async def logged(core: Core, creation_id: str) -> list[Event]:
+    return await core.feed.history.read(creation_id, after=0)
+
+
+async def test_a_model_error_ends_the_stream_with_its_code(settings: Settings) -> None:
+    async with core_with(settings, ScriptedEngine(3, ModelUnavailable("gpu node lost"))) as core:
+        creation = await new_creation()
+        status = await core.runner.run(str(creation.id))
+        events = await logged(core, str(creation.id))
+        await creation.refresh_from_db()
+    assert status is CreationStatus.FAILED
+    assert events[-1].kind is EventKind.FAILED and events[-1].code == "MODEL_UNAVAILABLE"
+    assert events[-1].completion_tokens == 3
+    assert creation.error_code == "MODEL_UNAVAILABLE"
+    assert creation.output == " t0 t1 t2"
+
+
+async def test_an_unexpected_error_is_masked_and_logged(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with core_with(settings, ScriptedEngine(2, RuntimeError("secret detail"))) as core:
+        creation = await new_creation()
+        status = await core.runner.run(str(creation.id))
+        events = await logged(core, str(creation.id))
+    assert status is CreationStatus.FAILED
+    assert events[-1].code == "INTERNAL" and "secret" not in events[-1].message
+    assert "secret detail" in caplog.text
+
+
+async def test_a_retried_job_does_not_repeat_text(settings: Settings) -> None:
+    engine = DevEngine(token_delay=0)
+    async with core_with(settings, engine) as core:
+        creation = await new_creation("retry", 60)
+        cid = str(creation.id)
+        # given a first attempt that streamed part of the text and died (no terminal event)
+        first_attempt = asyncio.create_task(core.runner.run(cid))
+        while len(await logged(core, cid)) < 3:
+            await asyncio.sleep(0)
+        first_attempt.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first_attempt
+        partial = await logged(core, cid)
+        assert not any(e.terminal for e in partial)
+        # when the job runs again
+        status = await core.runner.run(cid)
+        events = await logged(core, cid)
+        await creation.refresh_from_db()
+    # then the log reads as one clean run: one start, the whole text once, one terminal event
+    assert status is CreationStatus.COMPLETED
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert [e.kind for e in events].count(EventKind.STARTED) == 1
+    assert sum(e.terminal for e in events) == 1
+    text = "".join(e.text for e in events if e.kind is EventKind.DELTA)
+    assert len(text.split()) == 60
+    assert creation.output == text and creation.status is CreationStatus.COMPLETED
+
+
+async def test_a_finished_creation_is_not_run_twice(settings: Settings) -> None:
+    async with core_with(settings, DevEngine(token_delay=0)) as core:
+        creation = await new_creation()
+        assert await core.runner.run(str(creation.id)) is CreationStatus.COMPLETED
+        before = await logged(core, str(creation.id))
+        assert await core.runner.run(str(creation.id)) is CreationStatus.COMPLETED
+        assert await logged(core, str(creation.id)) == before

@@ -1,0 +1,94 @@
+"""The installed `creation-king` command: migrate, export-schema, token, serve."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from schema.build import export_sdl
+from tests.conftest import PG_ADMIN_URL, TEST_SECRET, free_port
+
+CLI = str(Path(sys.executable).with_name("creation-king"))
+
+
+def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+async def tables(url: str) -> set[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        applied = await conn.fetchval("SELECT count(*) FROM tortoise_migrations")
+    finally:
+        await conn.close()
+    return {row["tablename"] for row in rows} | {f"applied:{applied}"}
+
+
+async def test_migrate_creates_the_schema_once_on_a_fresh_postgres(pg_url: str) -> None:
+    name = f"ck_migrate_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = pg_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        for _ in range(2):  # the second run finds nothing to do
+            result = run("migrate", env={"CK_DATABASE_URL": url})
+            assert result.returncode == 0, result.stderr
+        assert await tables(url) == {"users", "creations", "tortoise_migrations", "applied:1"}
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def test_export_schema_prints_the_sdl() -> None:
+    result = run("export-schema", "--stdout", env={})
+    assert result.returncode == 0 and result.stdout == export_sdl()
+
+
+def test_token_mints_a_token_for_a_new_user(tmp_path: Path) -> None:
+    env = {"CK_DATA_DIR": str(tmp_path), "CK_JWT_SECRET": TEST_SECRET}
+    assert run("token", "dev@example.com", env=env).returncode != 0  # no such user
+    result = run("token", "dev@example.com", "--create", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(".") == 2  # a JWT
+
+
+def test_bad_configuration_is_a_clear_message() -> None:
+    result = run("migrate", env={"CK_ENV": "production"})
+    assert result.returncode != 0 and "CK_JWT_SECRET" in result.stderr
+
+
+async def test_serve_binds_the_given_host_and_port(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, "CK_DATA_DIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        async with httpx.AsyncClient() as http, asyncio.timeout(30):
+            while True:
+                try:
+                    response = await http.get(f"http://127.0.0.1:{port}/readyz")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+        assert response.status_code == 200
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        output, _ = process.communicate(timeout=15)
+    assert f"GraphiQL: http://127.0.0.1:{port}/graphql" in output
+    assert (tmp_path / "creation-king.sqlite3").exists()
