@@ -90,8 +90,11 @@ async def test_a_retried_job_does_not_repeat_text(settings: Settings) -> None:
         cid = str(creation.id)
         # given a first attempt that streamed part of the text and died (no terminal event)
         first_attempt = asyncio.create_task(core.runner.run(cid))
-        while len(await logged(core, cid)) < 3:
-            await asyncio.sleep(0)
+        seen = 0
+        async for _event in core.feed.follow(cid):
+            seen += 1
+            if seen == 3:  # started and two deltas are in the log
+                break
         first_attempt.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await first_attempt

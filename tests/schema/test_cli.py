@@ -21,7 +21,12 @@ CLI = str(Path(sys.executable).with_name("creation-king"))
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [CLI, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+        [CLI, *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
