@@ -84,7 +84,7 @@ async def test_an_unexpected_error_is_masked_and_logged(
 
 
 async def test_a_retried_job_does_not_repeat_text(settings: Settings) -> None:
-    engine = DevEngine(token_delay=0)
+    engine = DevEngine(token_delay=0.005)  # paced, so the first attempt dies midway
     async with core_with(settings, engine) as core:
         creation = await new_creation("retry", 60)
         cid = str(creation.id)
