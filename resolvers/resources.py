@@ -65,6 +65,17 @@ def make_engine(settings: Settings) -> Engine:
     return DevEngine(token_delay=settings.dev_token_delay)
 
 
+def make_auth(settings: Settings) -> Auth:
+    """Password hashing and tokens as the settings configure them."""
+    return Auth(
+        secret=settings.signing_secret(),
+        issuer=settings.jwt_issuer,
+        ttl_seconds=settings.access_token_ttl_seconds,
+        time_cost=settings.argon2_time_cost,
+        memory_kib=settings.argon2_memory_kib,
+    )
+
+
 async def _interrupt_orphans() -> None:
     """Embedded mode keeps event logs in memory: runs cut off by a restart end as failed."""
     await Creation.filter(status__in=[CreationStatus.QUEUED, CreationStatus.RUNNING]).update(
@@ -105,13 +116,7 @@ async def open_core(
         batching=Batching(settings.batch_interval_ms / 1000, settings.batch_max_tokens),
     )
     await runner.start()
-    auth = Auth(
-        secret=settings.signing_secret(),
-        issuer=settings.jwt_issuer,
-        ttl_seconds=settings.access_token_ttl_seconds,
-        time_cost=settings.argon2_time_cost,
-        memory_kib=settings.argon2_memory_kib,
-    )
+    auth = make_auth(settings)
     try:
         yield Core(settings, redis, bus, feed, engine, runner, auth)
     finally:

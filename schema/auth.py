@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Annotated
 
 import strawberry
@@ -26,7 +27,11 @@ class AuthQuery:
         return User.from_model(row)
 
 
-def _session(row: UserRow, token: str) -> AuthSession:
+async def _signed_in(call: Awaitable[tuple[UserRow, str]]) -> AuthResult:
+    try:
+        row, token = await call
+    except CreationKingError as exc:
+        return auth_failure(exc)
     return AuthSession(access_token=token, user=User.from_model(row))
 
 
@@ -38,11 +43,7 @@ class AuthMutation:
         info: Info,
         input: Annotated[RegisterInput, strawberry.argument(description="The new account.")],
     ) -> AuthResult:
-        try:
-            row, token = await info.context.core.auth.register(input.email, input.password)
-        except CreationKingError as exc:
-            return auth_failure(exc)
-        return _session(row, token)
+        return await _signed_in(info.context.core.auth.register(input.email, input.password))
 
     @strawberry.mutation(description="Sign in with e-mail and password.")
     async def login(
@@ -50,8 +51,4 @@ class AuthMutation:
         info: Info,
         input: Annotated[LoginInput, strawberry.argument(description="The credentials.")],
     ) -> AuthResult:
-        try:
-            row, token = await info.context.core.auth.login(input.email, input.password)
-        except CreationKingError as exc:
-            return auth_failure(exc)
-        return _session(row, token)
+        return await _signed_in(info.context.core.auth.login(input.email, input.password))

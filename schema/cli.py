@@ -83,19 +83,13 @@ def _export_schema(args: argparse.Namespace) -> None:
 
 def _token(args: argparse.Namespace) -> None:
     from resolvers import db
-    from resolvers.auth import Auth
     from resolvers.models import User
+    from resolvers.resources import make_auth
 
     settings = _settings()
 
     async def mint() -> str:
-        auth = Auth(
-            secret=settings.signing_secret(),
-            issuer=settings.jwt_issuer,
-            ttl_seconds=settings.access_token_ttl_seconds,
-            time_cost=settings.argon2_time_cost,
-            memory_kib=settings.argon2_memory_kib,
-        )
+        auth = make_auth(settings)
         if settings.database_url is None:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             await db.migrate(settings.db_url)

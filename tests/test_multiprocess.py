@@ -21,6 +21,7 @@ from tests.schema.test_subscriptions import (
     START_WRITE,
     assert_well_formed,
     events_of,
+    first_text,
     text_of,
 )
 
@@ -143,10 +144,7 @@ async def test_cancel_on_one_replica_stops_a_run_on_another(
     creation_id = started["write"]["id"]
     async with open_socket(ws_url(api_a), token) as sock:
         op = await sock.subscribe(EVENTS, {"id": creation_id, "after": 0})
-        while (await sock.receive())["payload"]["data"]["creationEvents"]["__typename"] != (
-            "TokenDelta"
-        ):
-            pass
+        await first_text(sock)
         cancelled = await api_b.query(CANCEL, {"id": creation_id}, token=token)
         assert cancelled["cancelCreation"]["__typename"] == "Creation"
         rest = events_of(await sock.collect(op, timeout=10))

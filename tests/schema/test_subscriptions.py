@@ -12,7 +12,7 @@ import websockets
 from jobs.worker import create_worker
 from resolvers.settings import Settings
 from schema.app import create_app
-from tests.conftest import GraphQLClient, Server, open_socket
+from tests.conftest import GraphQLClient, Server, Socket, open_socket
 
 EVENT_FIELDS = """
   __typename creationId seq
@@ -45,6 +45,14 @@ def events_of(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def text_of(events: list[dict[str, Any]]) -> str:
     return "".join(e["text"] for e in events if e["__typename"] == "TokenDelta")
+
+
+async def first_text(sock: Socket) -> None:
+    """Read the socket until the first TokenDelta: the model is generating."""
+    while True:
+        payload = (await sock.receive())["payload"]["data"]
+        if next(iter(payload.values()))["__typename"] == "TokenDelta":
+            return
 
 
 def assert_well_formed(events: list[dict[str, Any]], after: int = 0) -> None:
@@ -131,8 +139,7 @@ async def test_cancel_stops_the_model_and_reports_usage(settings: Settings) -> N
             first = await sock.receive()
             creation_id = first["payload"]["data"]["write"]["creationId"]
             # wait for some text, then cancel
-            while (await sock.receive())["payload"]["data"]["write"]["__typename"] != "TokenDelta":
-                pass
+            await first_text(sock)
             cancel = await graphql.query(CANCEL, {"id": creation_id}, token=token)
             assert cancel["cancelCreation"]["__typename"] == "Creation"
             rest = events_of(await sock.collect(op, timeout=10))

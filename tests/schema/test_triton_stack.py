@@ -16,6 +16,7 @@ from tests.schema.test_subscriptions import (
     START_WRITE,
     assert_well_formed,
     events_of,
+    first_text,
     text_of,
 )
 
@@ -64,10 +65,7 @@ async def test_cancel_stops_a_triton_stream(settings: Settings, triton_url: str)
         creation_id = started["write"]["id"]
         async with open_socket(server.ws_url, token) as sock:
             op = await sock.subscribe(EVENTS, {"id": creation_id, "after": 0})
-            while (await sock.receive())["payload"]["data"]["creationEvents"]["__typename"] != (
-                "TokenDelta"
-            ):
-                pass
+            await first_text(sock)
             await graphql.query(CANCEL, {"id": creation_id}, token=token)
             rest = events_of(await sock.collect(op, timeout=10))
         await graphql.aclose()
