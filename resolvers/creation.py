@@ -16,6 +16,7 @@ from resolvers.auth import Principal, require_user
 from resolvers.errors import AlreadyFinished, InvalidInput, NotFound
 from resolvers.events import Event, EventKind
 from resolvers.feed import Feed
+from resolvers.history import StaleProducer
 from resolvers.models import Creation, CreationStatus
 from resolvers.queue import JobQueue
 from resolvers.runner import Runner
@@ -130,8 +131,55 @@ async def _follow(creation: Creation, after: int, feed: Feed) -> AsyncIterator[E
             if event.seq > after:
                 yield event
         return
-    async for event in feed.follow(creation_id, after=after):
+
+    async def on_quiet(_last: int) -> None:
+        await end_if_orphaned(creation_id, feed=feed)
+
+    # Long creations are retried by arq when a worker dies; fast ones have nobody to retry them.
+    watch = on_quiet if get_tool(creation.tool).mode is Mode.FAST else None
+    async for event in feed.follow(creation_id, after=after, on_quiet=watch):
         yield event
+
+
+async def end_if_orphaned(creation_id: str, *, feed: Feed) -> bool:
+    """End a fast creation whose producing process died, so no follower waits forever."""
+    if await feed.history.lease_held(creation_id):
+        return False
+    creation = await Creation.get_or_none(id=creation_id)
+    if creation is None or creation.status.terminal:
+        return False
+    age = (datetime.now(UTC) - creation.created_at).total_seconds()
+    if creation.status is CreationStatus.QUEUED and age < feed.lease_seconds:
+        return False  # spawned a moment ago; its runner has not taken the lease yet
+    events = await feed.history.read(creation_id, after=0, count=1_000_000)
+    seq = events[-1].seq + 1 if events else 1
+    text = "".join(e.text for e in events if e.kind is EventKind.DELTA)
+    tokens = sum(e.completion_tokens for e in events if e.kind is EventKind.DELTA)
+    message = "the server producing this creation stopped"
+    ended = await Creation.filter(id=creation_id, status=creation.status).update(
+        status=CreationStatus.FAILED,
+        error_code="INTERRUPTED",
+        error_message=message,
+        output=text,
+        completion_tokens=tokens,
+        last_seq=seq,
+        finished_at=datetime.now(UTC),
+    )
+    if not ended:
+        return False
+    terminal = Event(
+        creation_id,
+        seq,
+        EventKind.FAILED,
+        code="INTERRUPTED",
+        message=message,
+        completion_tokens=tokens,
+    )
+    try:
+        await feed.publish(terminal)
+    except StaleProducer:
+        return False  # the producer was alive after all and wrote its own ending
+    return True
 
 
 def _from_row(creation: Creation) -> list[Event]:

@@ -8,7 +8,7 @@ of the log, which always holds every event. Catch-up reads coalesce consecutive 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from resolvers import keys
 from resolvers.bus import OVERFLOW, RESYNC, Bus
@@ -19,17 +19,30 @@ from resolvers.history import History
 class Feed:
     """The event log plus the bus: what producers write to and subscribers read from."""
 
-    def __init__(self, history: History, bus: Bus, *, poll_seconds: float) -> None:
+    def __init__(
+        self, history: History, bus: Bus, *, poll_seconds: float, lease_seconds: float = 10.0
+    ) -> None:
         self.history = history
         self.bus = bus
+        self.lease_seconds = lease_seconds
         self._poll = poll_seconds
 
     async def publish(self, event: Event) -> None:
         """Append to the log and notify live followers (one Redis round trip)."""
         await self.history.append(event)
 
-    async def follow(self, creation_id: str, *, after: int = 0) -> AsyncIterator[Event]:
-        """Every event with seq > `after`, in order, ending with the terminal one."""
+    async def follow(
+        self,
+        creation_id: str,
+        *,
+        after: int = 0,
+        on_quiet: Callable[[int], Awaitable[None]] | None = None,
+    ) -> AsyncIterator[Event]:
+        """Every event with seq > `after`, in order, ending with the terminal one.
+
+        `on_quiet(last_seq)` runs whenever nothing arrived for a poll interval (a hook to
+        notice a producer that died).
+        """
         last = after
         async with self.bus.listen(keys.event_channel(creation_id)) as listener:
             while True:
@@ -44,6 +57,8 @@ class Feed:
                     continue  # the log may hold more than one page
                 while True:
                     message = await listener.get(timeout=self._poll)
+                    if message is None and on_quiet is not None:
+                        await on_quiet(last)
                     if message is None or message in (RESYNC, OVERFLOW):
                         break  # re-read the log: we may have missed something
                     event = Event.decode(message)

@@ -67,6 +67,16 @@ class History:
         with _translated():
             return bool(await self._redis.exists(keys.cancel_flag(creation_id)))
 
+    async def hold_lease(self, creation_id: str, seconds: float) -> None:
+        """Say for `seconds` that this process produces the creation."""
+        with _translated():
+            await self._redis.set(keys.producer_lease(creation_id), "1", px=int(seconds * 1000))
+
+    async def lease_held(self, creation_id: str) -> bool:
+        """True while some process holds the creation's producer lease."""
+        with _translated():
+            return bool(await self._redis.exists(keys.producer_lease(creation_id)))
+
     async def last_seq(self, creation_id: str) -> int:
         """The seq of the newest event, 0 when the log is empty or expired."""
         with _translated():

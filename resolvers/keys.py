@@ -25,6 +25,11 @@ def cancel_flag(creation_id: str) -> str:
     return f"{PREFIX}:{{c:{creation_id}}}:cancel"
 
 
+def producer_lease(creation_id: str) -> str:
+    """Refreshed while a process produces the creation; its absence means nobody does."""
+    return f"{PREFIX}:{{c:{creation_id}}}:lease"
+
+
 def job_id(creation_id: str) -> str:
     """The arq job id of a creation's long run; one job per creation."""
     return f"creation:{creation_id}"

@@ -107,7 +107,12 @@ async def open_core(
     history = History(
         redis, maxlen=settings.event_log_maxlen, ttl_seconds=settings.event_log_ttl_seconds
     )
-    feed = Feed(history, bus, poll_seconds=settings.follow_poll_seconds)
+    feed = Feed(
+        history,
+        bus,
+        poll_seconds=settings.follow_poll_seconds,
+        lease_seconds=settings.producer_lease_seconds,
+    )
     runner = Runner(
         feed=feed,
         bus=bus,

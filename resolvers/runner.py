@@ -22,6 +22,7 @@ from typing import Any
 from inference.base import Delta, Engine, InferenceError, Piece, Stage, Usage
 from resolvers import keys
 from resolvers.bus import Bus
+from resolvers.errors import ServiceUnavailable
 from resolvers.events import Event, EventKind
 from resolvers.feed import Feed
 from resolvers.history import StaleProducer
@@ -119,6 +120,7 @@ class Runner:
             return None
         state = _Run(creation_id)
         self._runs[creation_id] = state
+        heartbeat = asyncio.create_task(self._heartbeat(creation_id))
         try:
             state.seq, state.skip_chars = await self._resume_point(creation_id)
             state.resumed = state.seq > 0
@@ -142,6 +144,7 @@ class Runner:
             log.warning("creation %s: another producer owns the log, stopping", creation_id)
             return None
         finally:
+            heartbeat.cancel()
             self._runs.pop(creation_id, None)
             if state.pump is not None and not state.pump.done():
                 state.pump.cancel()
@@ -214,7 +217,8 @@ class Runner:
     ) -> None:
         terminal_seq = state.seq + 1
         output = await self._full_output(state)
-        await Creation.filter(id=state.creation_id).update(
+        # Conditional: a follower may have ended this run as orphaned (lease lost).
+        ended = await Creation.filter(id=state.creation_id, status=CreationStatus.RUNNING).update(
             status=status,
             output=output,
             prompt_tokens=state.usage.prompt_tokens,
@@ -224,6 +228,9 @@ class Runner:
             last_seq=terminal_seq,
             finished_at=datetime.now(UTC),
         )
+        if not ended:
+            log.warning("creation %s was ended elsewhere; not writing an ending", state.creation_id)
+            return
         kind = {
             CreationStatus.COMPLETED: EventKind.COMPLETED,
             CreationStatus.CANCELLED: EventKind.CANCELLED,
@@ -257,6 +264,15 @@ class Runner:
             return 0, 0
         earlier = await self._feed.history.read(creation_id, after=0, count=1_000_000)
         return seq, sum(len(e.text) for e in earlier if e.kind is EventKind.DELTA)
+
+    async def _heartbeat(self, creation_id: str) -> None:
+        lease = self._feed.lease_seconds
+        while True:
+            try:
+                await self._feed.history.hold_lease(creation_id, lease)
+            except ServiceUnavailable:
+                log.warning("creation %s: could not renew the producer lease", creation_id)
+            await asyncio.sleep(lease / 3)
 
     def _cancel_local(self, creation_id: str) -> bool:
         state = self._runs.get(creation_id)

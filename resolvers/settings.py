@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     follow_poll_seconds: float = Field(
         1.0, gt=0, le=30, description="a quiet subscriber re-reads the log this often"
     )
+    producer_lease_seconds: float = Field(
+        10, ge=1, le=300, description="a fast creation whose producer is silent this long ends"
+    )
     subscriber_buffer: int = Field(
         256, ge=8, description="events held per slow subscriber before it re-reads the log"
     )

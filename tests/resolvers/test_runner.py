@@ -10,6 +10,8 @@ import pytest
 
 from inference.base import Completion, Delta, GenerationRequest, ModelUnavailable, collect
 from inference.dev import DevEngine
+from resolvers.auth import Principal
+from resolvers.creation import follow_creation
 from resolvers.events import Event, EventKind
 from resolvers.models import Creation, CreationStatus, User
 from resolvers.resources import Core, open_core
@@ -121,3 +123,41 @@ async def test_a_finished_creation_is_not_run_twice(settings: Settings) -> None:
         before = await logged(core, str(creation.id))
         assert await core.runner.run(str(creation.id)) is CreationStatus.COMPLETED
         assert await logged(core, str(creation.id)) == before
+
+
+async def test_a_fast_creation_whose_producer_died_ends_for_its_followers(
+    settings: Settings,
+) -> None:
+    quick = settings.model_copy(update={"producer_lease_seconds": 1})
+    async with core_with(quick, DevEngine(token_delay=0)) as core:
+        creation = await new_creation("orphan", 20)
+        cid = str(creation.id)
+        # given a run that streamed a little and whose process vanished (no lease, no ending)
+        await Creation.filter(id=cid).update(status=CreationStatus.RUNNING)
+        await core.feed.publish(Event(cid, 1, EventKind.STARTED))
+        await core.feed.publish(Event(cid, 2, EventKind.DELTA, text="half", completion_tokens=1))
+        principal = Principal(user_id=str(creation.owner_id), expires_at=2**31)
+        # when someone follows it
+        events = await follow_creation(
+            principal=principal, creation_id=cid, after=0, feed=core.feed
+        )
+        received = [event async for event in events]
+        await creation.refresh_from_db()
+    # then the stream ends with one typed failure and the row agrees
+    assert [e.kind for e in received] == [EventKind.STARTED, EventKind.DELTA, EventKind.FAILED]
+    assert received[-1].code == "INTERRUPTED" and received[-1].seq == 3
+    assert creation.status is CreationStatus.FAILED and creation.output == "half"
+
+
+async def test_a_live_producer_keeps_its_lease(settings: Settings) -> None:
+    quick = settings.model_copy(update={"producer_lease_seconds": 1})
+    async with core_with(quick, DevEngine(token_delay=0.01)) as core:
+        creation = await new_creation("alive", 250)  # 2.5 s, longer than the lease
+        cid = str(creation.id)
+        core.runner.spawn(cid)
+        principal = Principal(user_id=str(creation.owner_id), expires_at=2**31)
+        events = await follow_creation(
+            principal=principal, creation_id=cid, after=0, feed=core.feed
+        )
+        received = [event async for event in events]
+    assert received[-1].kind is EventKind.COMPLETED
