@@ -52,6 +52,7 @@ class _Run:
     text: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     pending: list[Delta] = field(default_factory=list)
+    pending_tokens: int = 0
     last_flush: float = 0.0
     skip_chars: int = 0
     resumed: bool = False
@@ -169,9 +170,9 @@ class Runner:
             if isinstance(item, Delta):
                 state.usage += Usage(completion_tokens=item.tokens)
                 state.pending.append(item)
-                tokens = sum(d.tokens for d in state.pending)
+                state.pending_tokens += item.tokens
                 leading = time.monotonic() - state.last_flush >= interval
-                if leading or tokens >= self._batching.max_tokens:
+                if leading or state.pending_tokens >= self._batching.max_tokens:
                     await self._flush(state)
             elif isinstance(item, Stage):
                 await self._flush(state)
@@ -200,8 +201,9 @@ class Runner:
         if not state.pending:
             return
         text = "".join(d.text for d in state.pending)
-        tokens = sum(d.tokens for d in state.pending)
+        tokens = state.pending_tokens
         state.pending.clear()
+        state.pending_tokens = 0
         if state.skip_chars:
             # A retried job regenerates text already in the log: do not send it twice.
             dropped = min(state.skip_chars, len(text))
