@@ -150,3 +150,24 @@ async def test_cancel_on_one_replica_stops_a_run_on_another(
         rest = events_of(await sock.collect(op, timeout=10))
     assert rest[-1]["__typename"] == "CreationCancelled"
     assert 0 < rest[-1]["usage"]["completionTokens"] < 4000
+
+
+async def test_cancel_reaches_a_long_job_on_the_worker(replicas: list[GraphQLClient]) -> None:
+    api_a, api_b = replicas
+    token = await api_a.register()
+    async with open_socket(ws_url(api_a), token) as sock:
+        op = await sock.subscribe(
+            REPORT, {"input": {"topic": "a very long report", "sections": 4, "sectionTokens": 1024}}
+        )
+        first = await sock.receive()
+        report_id = first["payload"]["data"]["report"]["creationId"]
+        await first_text(sock)
+        cancelled = await api_b.query(CANCEL, {"id": report_id}, token=token)
+        assert cancelled["cancelCreation"]["__typename"] == "Creation"
+        rest = events_of(await sock.collect(op, timeout=10))
+    assert rest[-1]["__typename"] == "CreationCancelled"
+    assert 0 < rest[-1]["usage"]["completionTokens"] < 4 * 1024
+    row = await api_b.query(
+        "query Q($id: ID!) { creation(id: $id) { status } }", {"id": report_id}, token=token
+    )
+    assert row["creation"]["status"] == "CANCELLED"
