@@ -46,10 +46,18 @@ async def start_creation(
     user = require_user(principal)
     tool = get_tool(tool_name)
     data = tool.parse(payload)
-    creation = await Creation.create(owner_id=user.user_id, tool=tool.name, input=data)
     if tool.mode is Mode.FAST:
-        runner.spawn(str(creation.id))
+        # Stored already RUNNING and handed to the runner: no second read before the model.
+        creation = await Creation.create(
+            owner_id=user.user_id,
+            tool=tool.name,
+            input=data,
+            status=CreationStatus.RUNNING,
+            model=runner.engine_name,
+        )
+        runner.spawn(creation)
     else:
+        creation = await Creation.create(owner_id=user.user_id, tool=tool.name, input=data)
         await queue.enqueue(str(creation.id))
     return creation
 
@@ -149,8 +157,8 @@ async def end_if_orphaned(creation_id: str, *, feed: Feed) -> bool:
     if creation is None or creation.status.terminal:
         return False
     age = (datetime.now(UTC) - creation.created_at).total_seconds()
-    if creation.status is CreationStatus.QUEUED and age < feed.lease_seconds:
-        return False  # spawned a moment ago; its runner has not taken the lease yet
+    if age < feed.lease_seconds:
+        return False  # started a moment ago; its runner may not hold the lease yet
     events = await feed.history.read(creation_id, after=0, count=1_000_000)
     seq = events[-1].seq + 1 if events else 1
     text = "".join(e.text for e in events if e.kind is EventKind.DELTA)

@@ -92,9 +92,19 @@ class Runner:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def spawn(self, creation_id: str) -> asyncio.Task[CreationStatus | None]:
-        """Run a creation in the background of this process (fast tools)."""
-        task = asyncio.create_task(self.run(creation_id, retry_on_shutdown=False))
+    @property
+    def engine_name(self) -> str:
+        """Label of the backend this runner generates with (`dev-engine`, `triton`)."""
+        return self._engine.name
+
+    def spawn(self, creation: Creation) -> asyncio.Task[CreationStatus | None]:
+        """Run a creation this process just stored as RUNNING (fast tools), in the background.
+
+        The row is handed over, so nothing is read again before the model starts: this is the
+        time-to-first-token path.
+        """
+        state = self._register(str(creation.id))
+        task = asyncio.create_task(self._run(creation, state, fresh=True, retry=False))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -105,39 +115,55 @@ class Runner:
         if not self._cancel_local(creation_id):
             await self._bus.publish(keys.CONTROL_CHANNEL, json.dumps({"cancel": creation_id}))
 
-    async def run(
-        self, creation_id: str, *, retry_on_shutdown: bool = True
-    ) -> CreationStatus | None:
-        """Produce every event of a creation; returns its final status (None: not ours)."""
+    async def run(self, creation_id: str) -> CreationStatus | None:
+        """Produce a queued (or interrupted) creation's events; its final status, None if
+        it is not ours. A worker that stops midway lets CancelledError through: arq retries."""
         creation = await Creation.get_or_none(id=creation_id)
         if creation is None or creation.status.terminal:
             return None if creation is None else creation.status
-        tool = TOOLS[creation.tool]
-        model = self._models.get(creation.tool, tool.name)
         claimed = await Creation.filter(id=creation_id, status=CreationStatus.QUEUED).update(
             status=CreationStatus.RUNNING, model=self._engine.name
         )
         if not claimed and creation.status is not CreationStatus.RUNNING:
             return None
+        return await self._run(creation, self._register(creation_id), fresh=False, retry=True)
+
+    def _register(self, creation_id: str) -> _Run:
         state = _Run(creation_id)
         self._runs[creation_id] = state
+        return state
+
+    async def _run(
+        self, creation: Creation, state: _Run, *, fresh: bool, retry: bool
+    ) -> CreationStatus | None:
+        creation_id = state.creation_id
         heartbeat = asyncio.create_task(self._heartbeat(creation_id))
         try:
-            state.seq, state.skip_chars = await self._resume_point(creation_id)
-            state.resumed = state.seq > 0
-            # A cancel may have arrived between the claim and our registration above.
-            state.cancel_requested = await self._feed.history.cancel_flagged(creation_id)
+            if not fresh:
+                state.seq, state.skip_chars = await self._resume_point(creation_id)
+                state.resumed = state.seq > 0
+                # A cancel may have come between the claim and the registration above.
+                if await self._feed.history.cancel_flagged(creation_id):
+                    state.cancel_requested = True
+            tool = TOOLS[creation.tool]
+            pieces = tool.run(
+                self._engine, creation.input, self._models.get(tool.name, tool.name), creation_id
+            )
+            # Start the model first: `started` is written while it works on the first token.
+            queue: asyncio.Queue[Piece | _End] = asyncio.Queue()
+            state.pump = asyncio.create_task(_pump(pieces, queue))
+            if state.cancel_requested:
+                state.pump.cancel()
             if state.seq == 0:
                 await self._emit(state, EventKind.STARTED, model=self._engine.name)
-            pieces = tool.run(self._engine, creation.input, model, creation_id)
-            return await self._produce(state, pieces)
+            return await self._produce(state, queue)
         except asyncio.CancelledError:
             if state.cancel_requested:
                 # A job abort arriving after the user's cancel: still end the stream properly.
                 _uncancel()
                 await self._finish(state, CreationStatus.CANCELLED)
                 return CreationStatus.CANCELLED
-            if retry_on_shutdown:
+            if retry:
                 raise  # the worker is stopping: arq runs the job again
             await self._finish(state, CreationStatus.FAILED, "INTERRUPTED", "server stopped")
             raise
@@ -150,11 +176,7 @@ class Runner:
             if state.pump is not None and not state.pump.done():
                 state.pump.cancel()
 
-    async def _produce(self, state: _Run, pieces: AsyncIterator[Piece]) -> CreationStatus:
-        queue: asyncio.Queue[Piece | _End] = asyncio.Queue()
-        state.pump = asyncio.create_task(_pump(pieces, queue))
-        if state.cancel_requested:
-            state.pump.cancel()
+    async def _produce(self, state: _Run, queue: asyncio.Queue[Piece | _End]) -> CreationStatus:
         interval = self._batching.interval
         while True:
             deadline = state.last_flush + interval if state.pending else None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import strawberry
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -21,6 +22,14 @@ from schema.types.events import EVENT_TYPES
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
+VALIDATION_CACHE_SIZE = 512
+# The limiters build a new validation-rule class per instance, and the rule classes are part
+# of ValidationCache's key: made once here, the cache hits; made per operation, it never does.
+_GUARD_RULES = [
+    *QueryDepthLimiter(max_depth=10).validation_rules,
+    *MaxAliasesLimiter(max_alias_count=15).validation_rules,
+]
+
 Query = merge_types("Query", (AuthQuery, CreationQuery))
 Mutation = merge_types("Mutation", (AuthMutation, CreationMutation))
 Subscription = merge_types("Subscription", (CreationSubscription,))
@@ -35,10 +44,9 @@ def build_schema() -> strawberry.Schema:
         types=EVENT_TYPES,
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=2_000),
-            lambda: QueryDepthLimiter(max_depth=10),
-            lambda: MaxAliasesLimiter(max_alias_count=15),
+            lambda: AddValidationRules(_GUARD_RULES),
             lambda: ParserCache(maxsize=512),
-            lambda: ValidationCache(maxsize=512),
+            lambda: ValidationCache(maxsize=VALIDATION_CACHE_SIZE),
             LoadersPerOperation,
             MaskUnexpectedErrors,
         ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -133,7 +134,8 @@ async def test_a_fast_creation_whose_producer_died_ends_for_its_followers(
         creation = await new_creation("orphan", 20)
         cid = str(creation.id)
         # given a run that streamed a little and whose process vanished (no lease, no ending)
-        await Creation.filter(id=cid).update(status=CreationStatus.RUNNING)
+        an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+        await Creation.filter(id=cid).update(status=CreationStatus.RUNNING, created_at=an_hour_ago)
         await core.feed.publish(Event(cid, 1, EventKind.STARTED))
         await core.feed.publish(Event(cid, 2, EventKind.DELTA, text="half", completion_tokens=1))
         principal = Principal(user_id=str(creation.owner_id), expires_at=2**31)
@@ -154,7 +156,8 @@ async def test_a_live_producer_keeps_its_lease(settings: Settings) -> None:
     async with core_with(quick, DevEngine(token_delay=0.01)) as core:
         creation = await new_creation("alive", 250)  # 2.5 s, longer than the lease
         cid = str(creation.id)
-        core.runner.spawn(cid)
+        await Creation.filter(id=cid).update(status=CreationStatus.RUNNING)
+        core.runner.spawn(creation)
         principal = Principal(user_id=str(creation.owner_id), expires_at=2**31)
         events = await follow_creation(
             principal=principal, creation_id=cid, after=0, feed=core.feed
