@@ -8,10 +8,18 @@ import logging
 import secrets
 import sys
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from resolvers.settings import Settings
+
+# uvicorn options of `serve`; bench/bare_app.py uses the same so its baseline is comparable.
+UVICORN_OPTIONS: dict[str, Any] = {
+    "ws_per_message_deflate": False,  # costs CPU on every token frame
+    "ws_max_size": 1 << 20,
+    "timeout_graceful_shutdown": 10,
+}
 
 
 def _settings() -> Settings:
@@ -38,9 +46,7 @@ def _serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
-        ws_per_message_deflate=False,
-        ws_max_size=1 << 20,
-        timeout_graceful_shutdown=10,
+        **UVICORN_OPTIONS,
     )
 
 

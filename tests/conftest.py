@@ -225,6 +225,19 @@ mutation Register($email: String!, $password: String!) {
 """
 
 
+@contextlib.asynccontextmanager
+async def serving(
+    settings: Settings, **changes: Any
+) -> AsyncIterator[tuple[Server, GraphQLClient, str]]:
+    """A server with `settings` changed by `changes`, a client, and a registered user's token."""
+    async with Server(create_app(settings.model_copy(update=changes))) as server:
+        graphql = GraphQLClient(server.url)
+        try:
+            yield server, graphql, await graphql.register()
+        finally:
+            await graphql.aclose()
+
+
 @pytest.fixture
 async def client(server: Server) -> AsyncIterator[GraphQLClient]:
     graphql = GraphQLClient(server.url)

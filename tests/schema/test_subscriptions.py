@@ -11,8 +11,7 @@ import websockets
 
 from jobs.worker import create_worker
 from resolvers.settings import Settings
-from schema.app import create_app
-from tests.conftest import GraphQLClient, Server, Socket, open_socket
+from tests.conftest import GraphQLClient, Server, Socket, open_socket, serving
 
 EVENT_FIELDS = """
   __typename creationId seq
@@ -104,10 +103,7 @@ async def test_resume_after_any_seq_gives_exactly_the_rest(
 
 async def test_late_joiners_share_a_running_creation(settings: Settings) -> None:
     # given a slow creation (the server paces the dev engine)
-    paced = settings.model_copy(update={"dev_token_delay": 0.005})
-    async with Server(create_app(paced)) as slow:
-        graphql = GraphQLClient(slow.url)
-        token = await graphql.register()
+    async with serving(settings, dev_token_delay=0.005) as (slow, graphql, token):
         started = await graphql.query(
             START_WRITE, {"input": {"prompt": "shared", "maxTokens": 150}}, token=token
         )
@@ -121,7 +117,6 @@ async def test_late_joiners_share_a_running_creation(settings: Settings) -> None
 
         # when five editors join at different times
         results = await asyncio.gather(*(watch(i * 0.1) for i in range(5)))
-        await graphql.aclose()
     # then every one of them gets the whole text, in order
     texts = {text_of(events) for events in results}
     assert len(texts) == 1 and len(next(iter(texts)).split()) == 150
@@ -130,10 +125,7 @@ async def test_late_joiners_share_a_running_creation(settings: Settings) -> None
 
 
 async def test_cancel_stops_the_model_and_reports_usage(settings: Settings) -> None:
-    paced = settings.model_copy(update={"dev_token_delay": 0.01})
-    async with Server(create_app(paced)) as slow:
-        graphql = GraphQLClient(slow.url)
-        token = await graphql.register()
+    async with serving(settings, dev_token_delay=0.01) as (slow, graphql, token):
         async with open_socket(slow.ws_url, token) as sock:
             op = await sock.subscribe(WRITE, {"input": {"prompt": "long", "maxTokens": 2000}})
             first = await sock.receive()
@@ -155,7 +147,6 @@ async def test_cancel_stops_the_model_and_reports_usage(settings: Settings) -> N
         assert row["creation"]["status"] == "CANCELLED"
         assert row["creation"]["usage"]["completionTokens"] == spent
         assert row["creation"]["output"]
-        await graphql.aclose()
 
 
 @pytest.fixture
@@ -217,10 +208,11 @@ async def test_a_stalled_subscriber_blocks_neither_the_producer_nor_others(
     settings: Settings,
 ) -> None:
     # every token its own event, so an unread socket fills up quickly
-    unbatched = settings.model_copy(update={"batch_max_tokens": 1, "batch_interval_ms": 0})
-    async with Server(create_app(unbatched)) as server:
-        graphql = GraphQLClient(server.url)
-        token = await graphql.register()
+    async with serving(settings, batch_max_tokens=1, batch_interval_ms=0) as (
+        server,
+        graphql,
+        token,
+    ):
         started = await graphql.query(
             START_WRITE, {"input": {"prompt": "flood", "maxTokens": 3000}}, token=token
         )
@@ -238,7 +230,6 @@ async def test_a_stalled_subscriber_blocks_neither_the_producer_nor_others(
             )
             # it catches up later with nothing lost
             late = events_of(await stalled.collect("1", timeout=30))
-        await graphql.aclose()
     assert status["creation"]["status"] == "COMPLETED"
     assert_well_formed(live)
     assert_well_formed(late)

@@ -8,8 +8,7 @@ from inference.base import GenerationRequest
 from inference.triton import TritonConfig, TritonEngine
 from inference.write import Genre, WriteSpec, build_prompt
 from resolvers.settings import Settings
-from schema.app import create_app
-from tests.conftest import GraphQLClient, Server, free_port, open_socket
+from tests.conftest import free_port, open_socket, serving
 from tests.schema.test_http import WRITE
 from tests.schema.test_subscriptions import (
     EVENTS,
@@ -24,16 +23,16 @@ CANCEL = "mutation C($id: ID!) { cancelCreation(id: $id) { __typename } }"
 
 
 async def test_write_streams_what_triton_generates(settings: Settings, triton_url: str) -> None:
-    on_triton = settings.model_copy(update={"engine": "triton", "triton_url": triton_url})
-    async with Server(create_app(on_triton)) as server:
-        graphql = GraphQLClient(server.url)
-        token = await graphql.register()
+    async with serving(settings, engine="triton", triton_url=triton_url) as (
+        server,
+        graphql,
+        token,
+    ):
         variables = {"input": {"prompt": "a night train", "maxTokens": 48, "seed": 11}}
         started = await graphql.query(START_WRITE, variables, token=token)
         async with open_socket(server.ws_url, token) as sock:
             op = await sock.subscribe(EVENTS, {"id": started["write"]["id"], "after": 0})
             events = events_of(await sock.collect(op))
-        await graphql.aclose()
     assert_well_formed(events)
     assert events[0]["model"] == "triton"
     assert events[-1]["usage"]["completionTokens"] == 48
@@ -55,10 +54,11 @@ async def test_write_streams_what_triton_generates(settings: Settings, triton_ur
 
 
 async def test_cancel_stops_a_triton_stream(settings: Settings, triton_url: str) -> None:
-    on_triton = settings.model_copy(update={"engine": "triton", "triton_url": triton_url})
-    async with Server(create_app(on_triton)) as server:
-        graphql = GraphQLClient(server.url)
-        token = await graphql.register()
+    async with serving(settings, engine="triton", triton_url=triton_url) as (
+        server,
+        graphql,
+        token,
+    ):
         started = await graphql.query(
             START_WRITE, {"input": {"prompt": "endless", "maxTokens": 4000}}, token=token
         )
@@ -68,26 +68,17 @@ async def test_cancel_stops_a_triton_stream(settings: Settings, triton_url: str)
             await first_text(sock)
             await graphql.query(CANCEL, {"id": creation_id}, token=token)
             rest = events_of(await sock.collect(op, timeout=10))
-        await graphql.aclose()
     assert rest[-1]["__typename"] == "CreationCancelled"
     assert 0 < rest[-1]["usage"]["completionTokens"] < 4000
 
 
 async def test_unreachable_triton_fails_typed_and_readiness_goes_red(settings: Settings) -> None:
-    nowhere = settings.model_copy(
-        update={
-            "engine": "triton",
-            "triton_url": f"127.0.0.1:{free_port()}",
-            "triton_connect_timeout": 1.0,
-        }
-    )
-    async with Server(create_app(nowhere)) as server:
-        graphql = GraphQLClient(server.url)
-        token = await graphql.register()
+    async with serving(
+        settings, engine="triton", triton_url=f"127.0.0.1:{free_port()}", triton_connect_timeout=1.0
+    ) as (server, graphql, token):
         data = await graphql.query(WRITE, {"input": {"prompt": "hello"}, "wait": True}, token=token)
         async with httpx.AsyncClient() as http:
             ready = await http.get(server.url + "/readyz")
-        await graphql.aclose()
     assert data["write"]["status"] == "FAILED"
     assert data["write"]["__typename"] == "Creation"
     assert data["write"]["errorCode"] == "MODEL_UNAVAILABLE"
