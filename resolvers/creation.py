@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,12 +13,12 @@ from typing import Any
 from tortoise.expressions import Q
 
 from resolvers.auth import Principal, require_user
-from resolvers.errors import AlreadyFinished, InvalidInput, NotFound
+from resolvers.errors import AlreadyFinished, InvalidInput, NotFound, ServiceUnavailable
 from resolvers.events import Event, EventKind
 from resolvers.feed import Feed
-from resolvers.history import StaleProducer
 from resolvers.models import Creation, CreationStatus
 from resolvers.queue import JobQueue
+from resolvers.recovery import settle
 from resolvers.runner import Runner
 from resolvers.tools import Mode, get_tool
 
@@ -58,13 +58,18 @@ async def start_creation(
         runner.spawn(creation)
     else:
         creation = await Creation.create(owner_id=user.user_id, tool=tool.name, input=data)
-        await queue.enqueue(str(creation.id))
+        try:
+            await queue.enqueue(str(creation.id))
+        except ServiceUnavailable:
+            # Never leave a QUEUED row that nothing will run.
+            await creation.delete()
+            raise
     return creation
 
 
-async def wait_until_finished(creation: Creation, *, feed: Feed) -> Creation:
+async def wait_until_finished(creation: Creation, *, feed: Feed, queue: JobQueue) -> Creation:
     """Follow the creation's log to its terminal event, then reload the row."""
-    async for _event in feed.follow(str(creation.id)):
+    async for _event in _follow(creation, 0, feed, queue):
         pass
     await creation.refresh_from_db()
     return creation
@@ -122,16 +127,18 @@ async def cancel_creation(
 
 
 async def follow_creation(
-    *, principal: Principal | None, creation_id: str, after: int, feed: Feed
-) -> AsyncIterator[Event]:
+    *, principal: Principal | None, creation_id: str, after: int, feed: Feed, queue: JobQueue
+) -> AsyncGenerator[Event, None]:
     """Events of the caller's creation with seq > `after`, then the live tail."""
     if after < 0:
         raise InvalidInput("after: must be 0 or more", field="after")
     creation = await get_creation(principal=principal, creation_id=creation_id)
-    return _follow(creation, after, feed)
+    return _follow(creation, after, feed, queue)
 
 
-async def _follow(creation: Creation, after: int, feed: Feed) -> AsyncIterator[Event]:
+async def _follow(
+    creation: Creation, after: int, feed: Feed, queue: JobQueue
+) -> AsyncGenerator[Event, None]:
     creation_id = str(creation.id)
     if creation.status.terminal and await feed.history.last_seq(creation_id) < creation.last_seq:
         # The log expired: replay what the row remembers, ending on the original seq.
@@ -141,53 +148,10 @@ async def _follow(creation: Creation, after: int, feed: Feed) -> AsyncIterator[E
         return
 
     async def on_quiet(_last: int) -> None:
-        await end_if_orphaned(creation_id, feed=feed)
+        await settle(creation_id, feed=feed, queue=queue)
 
-    # Long creations are retried by arq when a worker dies; fast ones have nobody to retry them.
-    watch = on_quiet if get_tool(creation.tool).mode is Mode.FAST else None
-    async for event in feed.follow(creation_id, after=after, on_quiet=watch):
+    async for event in feed.follow(creation_id, after=after, on_quiet=on_quiet):
         yield event
-
-
-async def end_if_orphaned(creation_id: str, *, feed: Feed) -> bool:
-    """End a fast creation whose producing process died, so no follower waits forever."""
-    if await feed.history.lease_held(creation_id):
-        return False
-    creation = await Creation.get_or_none(id=creation_id)
-    if creation is None or creation.status.terminal:
-        return False
-    age = (datetime.now(UTC) - creation.created_at).total_seconds()
-    if age < feed.lease_seconds:
-        return False  # started a moment ago; its runner may not hold the lease yet
-    events = await feed.history.read(creation_id, after=0, count=1_000_000)
-    seq = events[-1].seq + 1 if events else 1
-    text = "".join(e.text for e in events if e.kind is EventKind.DELTA)
-    tokens = sum(e.completion_tokens for e in events if e.kind is EventKind.DELTA)
-    message = "the server producing this creation stopped"
-    ended = await Creation.filter(id=creation_id, status=creation.status).update(
-        status=CreationStatus.FAILED,
-        error_code="INTERRUPTED",
-        error_message=message,
-        output=text,
-        completion_tokens=tokens,
-        last_seq=seq,
-        finished_at=datetime.now(UTC),
-    )
-    if not ended:
-        return False
-    terminal = Event(
-        creation_id,
-        seq,
-        EventKind.FAILED,
-        code="INTERRUPTED",
-        message=message,
-        completion_tokens=tokens,
-    )
-    try:
-        await feed.publish(terminal)
-    except StaleProducer:
-        return False  # the producer was alive after all and wrote its own ending
-    return True
 
 
 def _from_row(creation: Creation) -> list[Event]:

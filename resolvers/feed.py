@@ -55,6 +55,9 @@ class Feed:
                     caught_up = True
                 if caught_up:
                     continue  # the log may hold more than one page
+                tail = await self.history.last_event(creation_id)
+                if tail is not None and tail.terminal:
+                    return  # the client already has the ending (after >= its seq)
                 while True:
                     message = await listener.get(timeout=self._poll)
                     if message is None and on_quiet is not None:

@@ -2,7 +2,7 @@
 
 Entry ids are `0-<seq>`, so Redis itself refuses a stale or duplicate producer (an id must
 grow) and a reader resumes with an exclusive range `(0-<after>`. Appending also publishes the
-event on the creation's channel in the same round trip, for the live subscribers.
+event on the creation's channel, in one atomic script, for the live subscribers.
 """
 
 from __future__ import annotations
@@ -19,6 +19,14 @@ from resolvers.errors import ServiceUnavailable
 from resolvers.events import Event
 
 _FIELD = "e"
+_STALE = "equal or smaller than the target stream top item"
+# One atomic step: a refused XADD (stale seq) must not be published to live followers.
+_APPEND = """
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], ARGV[1], 'e', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('PUBLISH', KEYS[2], ARGV[2])
+return 1
+"""
 
 
 class StaleProducer(Exception):
@@ -32,22 +40,28 @@ class History:
         self._redis = redis
         self._maxlen = maxlen
         self._ttl = ttl_seconds
+        self._append = redis.register_script(_APPEND)
 
     async def append(self, event: Event) -> None:
         """Store `event` and publish it; raises StaleProducer if its seq is not the next one."""
-        key = keys.event_log(event.creation_id)
-        raw = event.encode()
+        if event.seq < 1:
+            raise ValueError(f"seq starts at 1, got {event.seq}")
+        try:
+            with _translated():
+                await self._append(
+                    keys=[keys.event_log(event.creation_id), keys.event_channel(event.creation_id)],
+                    args=[f"0-{event.seq}", event.encode(), self._maxlen, self._ttl],
+                )
+        except redis_errors.ResponseError as exc:
+            if _STALE in str(exc):
+                raise StaleProducer(f"seq {event.seq} of {event.creation_id} exists") from exc
+            raise ServiceUnavailable("the event log refused a write") from exc
+
+    async def last_event(self, creation_id: str) -> Event | None:
+        """The newest event of the log, None when it is empty or expired."""
         with _translated():
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(key, {_FIELD: raw}, id=f"0-{event.seq}", maxlen=self._maxlen)
-                pipe.expire(key, self._ttl)
-                pipe.publish(keys.event_channel(event.creation_id), raw)
-                results = await pipe.execute(raise_on_error=False)
-        if isinstance(results[0], redis_errors.ResponseError):
-            raise StaleProducer(f"seq {event.seq} of {event.creation_id} exists") from results[0]
-        for result in results[1:]:
-            if isinstance(result, Exception):
-                raise ServiceUnavailable("the event log refused a write") from result
+            entries = await self._redis.xrevrange(keys.event_log(creation_id), count=1)
+        return Event.decode(_field(entries[0][1])) if entries else None
 
     async def read(self, creation_id: str, *, after: int, count: int = 512) -> list[Event]:
         """Up to `count` events with seq > `after`, in order."""
@@ -79,11 +93,8 @@ class History:
 
     async def last_seq(self, creation_id: str) -> int:
         """The seq of the newest event, 0 when the log is empty or expired."""
-        with _translated():
-            entries = await self._redis.xrevrange(keys.event_log(creation_id), count=1)
-        if not entries:
-            return 0
-        return Event.decode(_field(entries[0][1])).seq
+        event = await self.last_event(creation_id)
+        return 0 if event is None else event.seq
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix as ARQ_JOB_PREFIX
 from arq.jobs import Job
 from redis import exceptions as redis_errors
 
@@ -47,6 +48,10 @@ class JobQueue(Protocol):
 
     async def abort(self, creation_id: str) -> None: ...
 
+    async def pending(self, creation_id: str) -> bool:
+        """True while the job is queued, running or waiting for a retry."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -62,6 +67,13 @@ class ArqQueue:
             await self._redis.enqueue_job(
                 JOB_NAME, creation_id, _job_id=keys.job_id(creation_id), _queue_name=keys.JOB_QUEUE
             )
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+            raise ServiceUnavailable("the job queue is unreachable") from exc
+
+    async def pending(self, creation_id: str) -> bool:
+        """arq keeps the job key from enqueue until the last try ends."""
+        try:
+            return bool(await self._redis.exists(ARQ_JOB_PREFIX + keys.job_id(creation_id)))
         except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
             raise ServiceUnavailable("the job queue is unreachable") from exc
 
@@ -95,6 +107,9 @@ class InlineQueue:
             task = asyncio.create_task(self._run(creation_id), name=f"job:{creation_id}")
             self._tasks[creation_id] = task
             task.add_done_callback(lambda _t: self._tasks.pop(creation_id, None))
+
+    async def pending(self, creation_id: str) -> bool:
+        return creation_id in self._tasks
 
     async def abort(self, creation_id: str) -> None:
         """The runner's cancel signal reaches inline jobs directly; nothing else to do."""

@@ -31,6 +31,14 @@ from resolvers.tools import TOOLS
 
 log = logging.getLogger(__name__)
 
+# What clients read in CreationFailed.message; the details stay in the log.
+_PUBLIC_MESSAGES = {
+    "MODEL_UNAVAILABLE": "the model is unavailable, try again later",
+    "INFERENCE_TIMEOUT": "the model did not answer in time",
+    "BAD_INPUT": "the model refused the request",
+    "INFERENCE_ERROR": "the model failed",
+}
+
 
 @dataclass(frozen=True)
 class Batching:
@@ -55,6 +63,7 @@ class _Run:
     pending_tokens: int = 0
     last_flush: float = 0.0
     skip_chars: int = 0
+    skip_fraction: float = -1.0
     resumed: bool = False
     cancel_requested: bool = False
     pump: asyncio.Task[None] | None = None
@@ -137,23 +146,25 @@ class Runner:
         self, creation: Creation, state: _Run, *, fresh: bool, retry: bool
     ) -> CreationStatus | None:
         creation_id = state.creation_id
-        heartbeat = asyncio.create_task(self._heartbeat(creation_id))
+        heartbeat = asyncio.create_task(self._heartbeat(state))
         try:
             if not fresh:
-                state.seq, state.skip_chars = await self._resume_point(creation_id)
+                state.seq, state.skip_chars, state.skip_fraction = await self._resume_point(
+                    creation_id
+                )
                 state.resumed = state.seq > 0
                 # A cancel may have come between the claim and the registration above.
                 if await self._feed.history.cancel_flagged(creation_id):
                     state.cancel_requested = True
-            tool = TOOLS[creation.tool]
-            pieces = tool.run(
-                self._engine, creation.input, self._models.get(tool.name, tool.name), creation_id
-            )
-            # Start the model first: `started` is written while it works on the first token.
             queue: asyncio.Queue[Piece | _End] = asyncio.Queue()
-            state.pump = asyncio.create_task(_pump(pieces, queue))
-            if state.cancel_requested:
-                state.pump.cancel()
+            if not state.cancel_requested:
+                # Start the model first: `started` is written while it makes the first token.
+                tool = TOOLS[creation.tool]
+                model = self._models.get(tool.name, tool.name)
+                pieces = tool.run(self._engine, creation.input, model, creation_id)
+                state.pump = _start_pump(pieces, queue)
+            else:
+                queue.put_nowait(_End(asyncio.CancelledError()))
             if state.seq == 0:
                 await self._emit(state, EventKind.STARTED, model=self._engine.name)
             return await self._produce(state, queue)
@@ -165,11 +176,18 @@ class Runner:
                 return CreationStatus.CANCELLED
             if retry:
                 raise  # the worker is stopping: arq runs the job again
-            await self._finish(state, CreationStatus.FAILED, "INTERRUPTED", "server stopped")
+            await self._finish(state, CreationStatus.FAILED, "INTERRUPTED", "the server stopped")
             raise
         except StaleProducer:
             log.warning("creation %s: another producer owns the log, stopping", creation_id)
             return None
+        except Exception:  # the outermost layer of a run: it must still end its stream
+            log.exception("creation %s: the run failed", creation_id)
+            with contextlib.suppress(Exception):
+                await self._finish(
+                    state, CreationStatus.FAILED, "INTERNAL", "the generation failed"
+                )
+            return CreationStatus.FAILED
         finally:
             heartbeat.cancel()
             self._runs.pop(creation_id, None)
@@ -198,7 +216,10 @@ class Runner:
                     await self._flush(state)
             elif isinstance(item, Stage):
                 await self._flush(state)
-                await self._emit(state, EventKind.PROGRESS, fraction=item.fraction, stage=item.name)
+                if item.fraction > state.skip_fraction:  # a retry passes stages already sent
+                    await self._emit(
+                        state, EventKind.PROGRESS, fraction=item.fraction, stage=item.name
+                    )
             else:
                 state.usage += item
 
@@ -209,11 +230,15 @@ class Runner:
         if isinstance(error, asyncio.CancelledError) and state.cancel_requested:
             await self._finish(state, CreationStatus.CANCELLED)
             return CreationStatus.CANCELLED
-        if isinstance(error, InferenceError):
-            await self._finish(state, CreationStatus.FAILED, error.code, str(error))
+        if isinstance(error, InferenceError | asyncio.CancelledError):
+            # A CancelledError nobody asked for leaked from the model client (tritonclient
+            # does that): the model stream broke.
+            code = error.code if isinstance(error, InferenceError) else "MODEL_UNAVAILABLE"
+            log.warning("creation %s: model failed (%s): %s", state.creation_id, code, error)
+            await self._finish(
+                state, CreationStatus.FAILED, code, _PUBLIC_MESSAGES.get(code, "the model failed")
+            )
             return CreationStatus.FAILED
-        if isinstance(error, asyncio.CancelledError):
-            raise error
         log.error("creation %s failed", state.creation_id, exc_info=error)
         await self._finish(state, CreationStatus.FAILED, "INTERNAL", "the generation failed")
         return CreationStatus.FAILED
@@ -281,21 +306,28 @@ class Runner:
             Event(creation_id=state.creation_id, seq=state.seq, kind=kind, **fields)
         )
 
-    async def _resume_point(self, creation_id: str) -> tuple[int, int]:
-        """(last seq, characters already streamed) of a creation started before."""
-        seq = await self._feed.history.last_seq(creation_id)
-        if seq == 0:
-            return 0, 0
+    async def _resume_point(self, creation_id: str) -> tuple[int, int, float]:
+        """(last seq, characters streamed, last progress) of a creation started before."""
         earlier = await self._feed.history.read(creation_id, after=0, count=1_000_000)
-        return seq, sum(len(e.text) for e in earlier if e.kind is EventKind.DELTA)
+        if not earlier:
+            return 0, 0, -1.0
+        chars = sum(len(e.text) for e in earlier if e.kind is EventKind.DELTA)
+        fractions = [e.fraction for e in earlier if e.kind is EventKind.PROGRESS]
+        return earlier[-1].seq, chars, max(fractions, default=-1.0)
 
-    async def _heartbeat(self, creation_id: str) -> None:
+    async def _heartbeat(self, state: _Run) -> None:
+        """Renew the producer lease; also re-read the cancel flag, in case a cancel signal
+        was lost on pub/sub (a reconnect, or a replica that missed the control channel)."""
         lease = self._feed.lease_seconds
         while True:
             try:
-                await self._feed.history.hold_lease(creation_id, lease)
+                await self._feed.history.hold_lease(state.creation_id, lease)
+                if not state.cancel_requested and await self._feed.history.cancel_flagged(
+                    state.creation_id
+                ):
+                    self._cancel_local(state.creation_id)
             except ServiceUnavailable:
-                log.warning("creation %s: could not renew the producer lease", creation_id)
+                log.warning("creation %s: could not renew the producer lease", state.creation_id)
             await asyncio.sleep(lease / 3)
 
     def _cancel_local(self, creation_id: str) -> bool:
@@ -313,21 +345,28 @@ class Runner:
             self._cancel_local(data["cancel"])
 
 
-async def _pump(pieces: AsyncIterator[Piece], queue: asyncio.Queue[Piece | _End]) -> None:
-    try:
-        async for piece in pieces:
-            queue.put_nowait(piece)
-    except asyncio.CancelledError as exc:
-        queue.put_nowait(_End(exc))
-        raise
-    except Exception as exc:  # handed to the producer loop, which classifies it
-        queue.put_nowait(_End(exc))
-    else:
-        queue.put_nowait(_End(None))
-    finally:
-        aclose = getattr(pieces, "aclose", None)
-        if aclose is not None:
-            await aclose()
+def _start_pump(
+    pieces: AsyncIterator[Piece], queue: asyncio.Queue[Piece | _End]
+) -> asyncio.Task[None]:
+    """Move the tool's pieces into `queue`; however the task ends (even cancelled before it
+    ran a step), an `_End` follows, so the producer loop never waits forever."""
+
+    async def pump() -> None:
+        try:
+            async for piece in pieces:
+                queue.put_nowait(piece)
+        finally:
+            aclose = getattr(pieces, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def ended(task: asyncio.Task[None]) -> None:
+        error = asyncio.CancelledError() if task.cancelled() else task.exception()
+        queue.put_nowait(_End(error))
+
+    task = asyncio.create_task(pump())
+    task.add_done_callback(ended)
+    return task
 
 
 def _uncancel() -> None:

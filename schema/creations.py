@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, Awaitable
 from typing import Annotated, Any
 
@@ -57,14 +58,19 @@ async def _start(info: Info, tool: str, payload: dict[str, Any], wait: bool) -> 
         queue=ctx.queue,
     )
     if wait:
-        row = await use_cases.wait_until_finished(row, feed=ctx.core.feed)
+        row = await use_cases.wait_until_finished(row, feed=ctx.core.feed, queue=ctx.queue)
     return row
 
 
 async def _stream(info: Info, tool: str, payload: dict[str, Any]) -> AsyncGenerator[Any, None]:
+    ctx = info.context
     row = await _start(info, tool, payload, wait=False)
-    async for event in info.context.core.feed.follow(str(row.id)):
-        yield from_event(event)
+    events = await use_cases.follow_creation(
+        principal=ctx.user(), creation_id=str(row.id), after=0, feed=ctx.core.feed, queue=ctx.queue
+    )
+    async with contextlib.aclosing(events):
+        async for event in events:
+            yield from_event(event)
 
 
 @strawberry.type
@@ -159,8 +165,10 @@ class CreationSubscription:
             int, strawberry.argument(description="Last seq you have; 0 replays everything.")
         ] = 0,
     ) -> AsyncGenerator[CreationEvent, None]:
+        ctx = info.context
         events = await use_cases.follow_creation(
-            principal=info.context.user(), creation_id=id, after=after, feed=info.context.core.feed
+            principal=ctx.user(), creation_id=id, after=after, feed=ctx.core.feed, queue=ctx.queue
         )
-        async for event in events:
-            yield from_event(event)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield from_event(event)

@@ -52,9 +52,12 @@ async def test_the_log_refuses_a_seq_twice(feed: Feed) -> None:
     await feed.publish(delta(1, "a"))
     with pytest.raises(StaleProducer):
         await feed.publish(delta(1, "again"))
+    await feed.publish(delta(2, "b"))
     with pytest.raises(StaleProducer):
-        await feed.publish(delta(0, "older"))
-    assert [e.text for e in await feed.history.read("c1", after=0)] == ["a"]
+        await feed.publish(delta(1, "older"))
+    with pytest.raises(ValueError):
+        await feed.publish(delta(0, "zero"))
+    assert [e.text for e in await feed.history.read("c1", after=0)] == ["a", "b"]
 
 
 async def test_follow_replays_then_tails_without_gap_or_duplicate(feed: Feed) -> None:

@@ -13,11 +13,31 @@ from inference.base import Completion, Delta, GenerationRequest, ModelUnavailabl
 from inference.dev import DevEngine
 from resolvers.auth import Principal
 from resolvers.creation import follow_creation
+from resolvers.errors import ServiceUnavailable
 from resolvers.events import Event, EventKind
 from resolvers.models import Creation, CreationStatus, User
 from resolvers.resources import Core, open_core
 from resolvers.settings import Settings
 from resolvers.tools import get_tool
+
+
+class _NoJobs:
+    """A job queue with nothing in it (these tests run fast tools)."""
+
+    async def enqueue(self, creation_id: str) -> None:
+        raise AssertionError("no jobs here")
+
+    async def abort(self, creation_id: str) -> None:
+        pass
+
+    async def pending(self, creation_id: str) -> bool:
+        return False
+
+    async def aclose(self) -> None:
+        pass
+
+
+NO_JOBS = _NoJobs()
 
 
 class ScriptedEngine:
@@ -141,7 +161,7 @@ async def test_a_fast_creation_whose_producer_died_ends_for_its_followers(
         principal = Principal(user_id=str(creation.owner_id), expires_at=2**31)
         # when someone follows it
         events = await follow_creation(
-            principal=principal, creation_id=cid, after=0, feed=core.feed
+            principal=principal, creation_id=cid, after=0, feed=core.feed, queue=NO_JOBS
         )
         received = [event async for event in events]
         await creation.refresh_from_db()
@@ -160,7 +180,94 @@ async def test_a_live_producer_keeps_its_lease(settings: Settings) -> None:
         core.runner.spawn(creation)
         principal = Principal(user_id=str(creation.owner_id), expires_at=2**31)
         events = await follow_creation(
-            principal=principal, creation_id=cid, after=0, feed=core.feed
+            principal=principal, creation_id=cid, after=0, feed=core.feed, queue=NO_JOBS
         )
         received = [event async for event in events]
     assert received[-1].kind is EventKind.COMPLETED
+
+
+async def test_a_failing_log_write_still_ends_the_stream(settings: Settings) -> None:
+    async with core_with(settings, DevEngine(token_delay=0)) as core:
+        creation = await new_creation("flaky", 50)
+        history = core.feed.history
+        real_append = history.append
+        calls = 0
+
+        async def flaky_append(event: Event) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 3:
+                raise ServiceUnavailable("redis hiccup")
+            await real_append(event)
+
+        history.append = flaky_append  # type: ignore[method-assign]
+        status = await core.runner.run(str(creation.id))
+        events = await logged(core, str(creation.id))
+        await creation.refresh_from_db()
+    assert status is CreationStatus.FAILED
+    assert events[-1].kind is EventKind.FAILED and events[-1].code == "INTERNAL"
+    assert creation.status is CreationStatus.FAILED
+
+
+async def test_a_cancel_flagged_before_the_model_starts_ends_at_once(settings: Settings) -> None:
+    async with core_with(settings, DevEngine(token_delay=0.01)) as core:
+        creation = await new_creation("early", 500)
+        await core.feed.history.flag_cancel(str(creation.id))
+        status = await asyncio.wait_for(core.runner.run(str(creation.id)), 5)
+        events = await logged(core, str(creation.id))
+    assert status is CreationStatus.CANCELLED
+    assert [e.kind for e in events] == [EventKind.STARTED, EventKind.CANCELLED]
+
+
+async def test_a_lost_cancel_signal_is_caught_by_the_heartbeat(settings: Settings) -> None:
+    quick = settings.model_copy(update={"producer_lease_seconds": 1})
+    async with core_with(quick, DevEngine(token_delay=0.01)) as core:
+        creation = await new_creation("deaf", 1000)  # 10 s unless stopped
+        await Creation.filter(id=creation.id).update(status=CreationStatus.RUNNING)
+        task = core.runner.spawn(creation)
+        # only the flag, as if the control message had been lost
+        await core.feed.history.flag_cancel(str(creation.id))
+        status = await asyncio.wait_for(task, 5)
+    assert status is CreationStatus.CANCELLED
+
+
+async def test_a_log_missing_the_rows_ending_is_repaired_for_followers(
+    settings: Settings,
+) -> None:
+    async with core_with(settings, DevEngine(token_delay=0)) as core:
+        creation = await new_creation("repair", 5)
+        cid = str(creation.id)
+        # a producer that saved the row and died before appending its ending
+        await core.feed.publish(Event(cid, 1, EventKind.STARTED))
+        await core.feed.publish(Event(cid, 2, EventKind.DELTA, text="done", completion_tokens=1))
+        await Creation.filter(id=cid).update(
+            status=CreationStatus.COMPLETED, output="done", completion_tokens=1, last_seq=3
+        )
+        principal = Principal(user_id=str(creation.owner_id), expires_at=2**31)
+        events = await follow_creation(
+            principal=principal, creation_id=cid, after=0, feed=core.feed, queue=NO_JOBS
+        )
+        received = [event async for event in events]
+    assert [e.kind for e in received] == [EventKind.STARTED, EventKind.DELTA, EventKind.COMPLETED]
+    assert received[-1].seq == 3 and received[-1].completion_tokens == 1
+
+
+async def test_following_after_the_ending_returns_at_once(settings: Settings) -> None:
+    async with core_with(settings, DevEngine(token_delay=0)) as core:
+        creation = await new_creation("over", 5)
+        await core.runner.run(str(creation.id))
+        last = (await logged(core, str(creation.id)))[-1].seq
+        principal = Principal(user_id=str(creation.owner_id), expires_at=2**31)
+        for after in (last, last + 10):
+            events = await follow_creation(
+                principal=principal,
+                creation_id=str(creation.id),
+                after=after,
+                feed=core.feed,
+                queue=NO_JOBS,
+            )
+            assert await asyncio.wait_for(_drain(events), 2) == []
+
+
+async def _drain(events: AsyncIterator[Event]) -> list[Event]:
+    return [event async for event in events]
