@@ -106,7 +106,10 @@ class Auth:
 
     async def login(self, email: str, password: str) -> tuple[User, str]:
         """Check the password and issue a token; the same error for every mismatch."""
-        user = await User.get_or_none(email=email.strip().lower()[:254])
+        email = email.strip().lower()[:254]
+        if not _is_text(email) or not _is_text(password):
+            raise InvalidCredentials("wrong e-mail or password")
+        user = await User.get_or_none(email=email)
         stored = user.password_hash if user else self._dummy_hash
         try:
             await asyncio.to_thread(self._hasher.verify, stored, password[:MAX_PASSWORD])
@@ -119,12 +122,22 @@ class Auth:
 
 def _normalise_email(email: str) -> str:
     email = email.strip().lower()
-    if len(email) > 254 or not _EMAIL.match(email):
+    if len(email) > 254 or not _EMAIL.match(email) or not _is_text(email):
         raise InvalidInput("email: not a valid e-mail address", field="email")
     return email
 
 
+def _is_text(value: str) -> bool:
+    return (
+        "\x00" not in value
+        and value.isprintable()
+        and value.encode("utf-8", "replace") == (value.encode("utf-8", "surrogatepass"))
+    )
+
+
 def _check_password(password: str) -> None:
+    if not _is_text(password):
+        raise InvalidInput("password: must be printable Unicode text", field="password")
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise InvalidInput(
             f"password: must be {MIN_PASSWORD} to {MAX_PASSWORD} characters", field="password"

@@ -48,6 +48,7 @@ class ResilientRedisBackend(BroadcastBackend):
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._broken = False
         self.reconnects = 0
 
     async def connect(self) -> None:
@@ -73,6 +74,7 @@ class ResilientRedisBackend(BroadcastBackend):
         except _CONNECTION_ERRORS:
             # The listener reconnects and resubscribes everything in self._channels.
             log.warning("bus: subscribe to %s failed, the listener will retry", channel)
+            self._broken = True
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
@@ -97,23 +99,34 @@ class ResilientRedisBackend(BroadcastBackend):
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            try:
-                message = await self._subscribed().get_message(timeout=1.0)
-            except _CONNECTION_ERRORS as exc:
-                log.warning("bus: pub/sub connection lost (%s), reconnecting", exc)
+            if self._broken:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 if await self._reconnect():
                     backoff = 0.05
+                continue
+            try:
+                message = await self._subscribed().get_message(timeout=1.0)
+            except _CONNECTION_ERRORS as exc:
+                log.warning("bus: pub/sub connection lost (%s), reconnecting", exc)
+                self._broken = True
                 continue
             except RuntimeError:
                 # redis-py raises this while no channel is subscribed yet (a race with
                 # subscribe); the next round sees the subscription.
                 await asyncio.sleep(0.01)
                 continue
+            except Exception:  # never die silently (broadcaster #144): log, rebuild, go on
+                log.exception("bus: unexpected pub/sub error, reconnecting")
+                self._broken = True
+                continue
             if message is not None and message.get("type") == "message":
-                channel = _text(message["channel"])
-                await self._queue.put(Event(channel, _text(message["data"])))
+                try:
+                    event = Event(_text(message["channel"]), _text(message["data"]))
+                except UnicodeDecodeError:
+                    log.warning("bus: dropped a message that is not UTF-8")
+                    continue
+                await self._queue.put(event)
 
     async def _reconnect(self) -> bool:
         old, self._pubsub = self._pubsub, self._redis.pubsub(ignore_subscribe_messages=True)
@@ -125,7 +138,9 @@ class ResilientRedisBackend(BroadcastBackend):
             if channels:
                 await self._pubsub.subscribe(*channels)
         except _CONNECTION_ERRORS:
+            self._broken = True
             return False
+        self._broken = False
         self.reconnects += 1
         log.info("bus: reconnected, resubscribed %d channels", len(channels))
         for channel in channels:
@@ -204,8 +219,8 @@ class Bus:
                 state = self._channels[channel] = _Channel()
                 state.task = asyncio.create_task(self._pump(channel, state), name=f"bus:{channel}")
             state.listeners.add(listener)
-        await state.ready.wait()
         try:
+            await state.ready.wait()
             yield listener
         finally:
             async with self._lock:

@@ -199,6 +199,9 @@ def _encode_cursor(row: Creation) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         created_at, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(created_at), uuid.UUID(row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        moment = datetime.fromisoformat(created_at)
+        if moment.tzinfo is None or not 2000 <= moment.year <= 9000:
+            raise ValueError("cursor time out of range")
+        return moment, uuid.UUID(row_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError):
         raise InvalidInput("after: not a cursor from this API", field="after") from None

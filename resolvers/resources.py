@@ -45,7 +45,15 @@ class Core:
 def make_redis(settings: Settings) -> Redis:
     """The real Redis, or an in-process fakeredis when none is configured (embedded)."""
     if settings.redis_url:
-        return cast(Redis, Redis.from_url(settings.redis_url, health_check_interval=30))
+        # Timeouts: a blackholed Redis must fail calls, not hang them (pub/sub reads use
+        # their own 1 s timeout, well below these).
+        client = Redis.from_url(
+            settings.redis_url,
+            health_check_interval=30,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+        )
+        return cast(Redis, client)
     return cast(Redis, fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()))
 
 

@@ -32,8 +32,24 @@ class Mode(StrEnum):
     LONG = "LONG"
 
 
+def check_text(value: str) -> str:
+    """Refuse text a database or a model cannot take: NUL characters, lone surrogates."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _clean_text(cls, value: Any) -> Any:
+        return check_text(value) if isinstance(value, str) else value
 
 
 class WriteInput(_Input):

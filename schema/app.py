@@ -87,7 +87,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
     )
     return Starlette(
         routes=[
-            Route("/graphql", view, methods=["GET", "POST"]),
+            Route("/graphql", view, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
             WebSocketRoute("/graphql", view),
             Route("/healthz", _healthz),
             Route("/readyz", _readyz),
@@ -140,5 +140,9 @@ async def _check_engine(core: Core) -> bool:
     ready = getattr(core.engine, "ready", None)
     if ready is None:
         return True  # the dev engine is always ready
-    async with asyncio.timeout(READY_TIMEOUT * 2):
-        return bool(await ready())
+    try:
+        async with asyncio.timeout(READY_TIMEOUT * 2):
+            return bool(await ready())
+    except TimeoutError:
+        log.warning("readiness: the engine did not answer in %.0f s", READY_TIMEOUT * 2)
+        return False

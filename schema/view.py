@@ -8,7 +8,7 @@ from typing import Any
 from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -18,6 +18,23 @@ from resolvers.errors import NotAuthenticated
 from resolvers.queue import JobQueue
 from resolvers.resources import Core
 from schema.context import Context
+
+MAX_BODY_BYTES = 1 << 20  # as the websocket frame limit; prompts are at most 8,000 characters
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """`receive` that refuses a body growing past `limit` (chunked uploads included)."""
+    seen = 0
+
+    async def limited() -> Message:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise HTTPException(413, f"the request body is over {limit} bytes")
+        return message
+
+    return limited
 
 
 def _error_response(status: int, message: str) -> JSONResponse:
@@ -39,8 +56,14 @@ class GraphQLView(GraphQL[Context, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        request = Request(scope=scope, receive=receive)
+        request = Request(scope=scope, receive=_limited(receive, MAX_BODY_BYTES))
         try:
+            declared = int(request.headers.get("content-length") or 0)
+        except ValueError:
+            declared = 0
+        try:
+            if declared > MAX_BODY_BYTES:
+                raise HTTPException(413, f"the request body is over {MAX_BODY_BYTES} bytes")
             response = await self.run(request)
         except HTTPException as exc:
             response = _error_response(exc.status_code, exc.reason)
@@ -51,7 +74,7 @@ class GraphQLView(GraphQL[Context, None]):
             body = await request.get_body()
             try:
                 data = json.loads(body) if body else None
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 raise HTTPException(400, "the request body is not valid JSON") from None
             if not isinstance(data, dict):
                 raise HTTPException(400, "the request body must be a JSON object")

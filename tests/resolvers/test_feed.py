@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from resolvers.bus import Bus, ResilientRedisBackend
+from resolvers.bus import RESYNC, Bus, ResilientRedisBackend
 from resolvers.events import Event, EventKind, coalesce
 from resolvers.feed import Feed
 from resolvers.history import History, StaleProducer
+from tests.conftest import free_port
 
 
 @pytest.fixture
@@ -159,3 +164,35 @@ def test_event_codec_round_trips_and_rejects_garbage() -> None:
     for garbage in ("{}", "[]", "not json", '{"c": "x", "s": 1, "k": "nope"}'):
         with pytest.raises(ValueError):
             Event.decode(garbage)
+
+
+async def test_the_bus_recovers_when_redis_is_down_at_its_first_subscribe(
+    tmp_path: Path,
+) -> None:
+    # given a bus whose Redis is not running yet
+    port = free_port()
+    client = Redis.from_url(f"redis://127.0.0.1:{port}", socket_connect_timeout=0.5)
+    bus = Bus(ResilientRedisBackend(client, max_backoff=0.2))
+    await bus.start()
+    server = None
+    try:
+        async with bus.listen("ch") as listener:
+            # when Redis comes up
+            server = subprocess.Popen(
+                ["redis-server", "--port", str(port), "--save", "", "--dir", str(tmp_path)],
+                stdout=subprocess.DEVNULL,
+            )
+            # then the subscription is made and messages arrive
+            received = None
+            async with asyncio.timeout(10):
+                while received in (None, RESYNC):
+                    with contextlib.suppress(OSError, redis_errors.ConnectionError):
+                        await client.publish("ch", "hello")
+                    received = await listener.get(timeout=0.2)
+            assert received == "hello"
+    finally:
+        await bus.stop()
+        await client.aclose()
+        if server is not None:
+            server.terminate()
+            server.wait(10)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import httpx
@@ -40,6 +42,11 @@ query List($first: Int!, $after: String) {
     edges { cursor node { id tool } }
     pageInfo { hasNextPage endCursor }
   }
+}
+"""
+REGISTER_RAW = """
+mutation R($email: String!) {
+  register(input: {email: $email, password: "long enough"}) { __typename }
 }
 """
 CANCEL = """
@@ -231,3 +238,54 @@ async def test_creations_are_private_and_paginated(client: GraphQLClient, token:
 async def test_unexpected_errors_are_masked(client: GraphQLClient) -> None:
     errors = await client.errors("{ nope }")
     assert "nope" in errors[0]["message"]  # validation errors stay readable
+
+
+async def test_text_a_database_cannot_store_is_a_typed_error(
+    client: GraphQLClient, token: str
+) -> None:
+    for prompt in ("nul\x00inside", "lone \ud800 surrogate"):
+        # json.dumps escapes the lone surrogate as \\ud800, as a browser could send it
+        body = json.dumps(
+            {"query": WRITE, "variables": {"input": {"prompt": prompt}, "wait": False}}
+        )
+        response = await client.http.post(
+            client.url,
+            content=body.encode(),
+            headers={"Authorization": f"Bearer {token}", "content-type": "application/json"},
+        )
+        assert response.status_code == 200
+        assert response.json()["data"]["write"]["__typename"] == "InvalidInputError"
+    register = await client.query(REGISTER_RAW, {"email": "a\x00b@example.com"})
+    assert register["register"]["__typename"] == "InvalidInputError"
+    login = await client.query(LOGIN, {"email": "x\x00@example.com", "password": "whatever1"})
+    assert login["login"]["code"] == "INVALID_CREDENTIALS"
+    old = base64.urlsafe_b64encode(b"0001-01-01T00:00:00+00:00|" + b"0" * 32).decode()
+    errors = await client.errors(CREATIONS, {"first": 1, "after": old}, token=token)
+    assert errors[0]["extensions"]["code"] == "INVALID_INPUT"
+    listed = await client.query(CREATIONS, {"first": 10}, token=token)
+    assert listed["creations"]["edges"] == []
+
+
+async def test_oversized_bodies_and_other_methods_are_refused_in_graphql_shape(
+    server: Server,
+) -> None:
+    big = b'{"query": "{ tools { name } }", "variables": {"x": "' + b"a" * (2 << 20) + b'"}}'
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            server.url + "/graphql", content=big, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 413
+        assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+        async def chunks():  # no Content-Length: the limit applies while reading
+            for _ in range(3):
+                yield b"a" * (1 << 20)
+
+        response = await http.post(
+            server.url + "/graphql", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 413
+        for method in ("PUT", "DELETE", "PATCH"):
+            response = await http.request(method, server.url + "/graphql", content=b"{}")
+            assert response.status_code == 405
+            assert response.json()["errors"][0]["message"]
