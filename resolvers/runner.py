@@ -48,6 +48,10 @@ class Batching:
     max_tokens: int = 32
 
 
+class _Diverged(Exception):
+    """A retried run's model did not reproduce the text the first attempt sent."""
+
+
 class _End:
     def __init__(self, error: BaseException | None) -> None:
         self.error = error
@@ -62,6 +66,7 @@ class _Run:
     pending: list[Delta] = field(default_factory=list)
     pending_tokens: int = 0
     last_flush: float = 0.0
+    sent_text: str = ""  # what an earlier attempt already streamed (a retried job)
     skip_chars: int = 0
     skip_fraction: float = -1.0
     resumed: bool = False
@@ -148,25 +153,7 @@ class Runner:
         creation_id = state.creation_id
         heartbeat = asyncio.create_task(self._heartbeat(state))
         try:
-            if not fresh:
-                state.seq, state.skip_chars, state.skip_fraction = await self._resume_point(
-                    creation_id
-                )
-                state.resumed = state.seq > 0
-                # A cancel may have come between the claim and the registration above.
-                if await self._feed.history.cancel_flagged(creation_id):
-                    state.cancel_requested = True
-            queue: asyncio.Queue[Piece | _End] = asyncio.Queue()
-            if not state.cancel_requested:
-                # Start the model first: `started` is written while it makes the first token.
-                tool = TOOLS[creation.tool]
-                model = self._models.get(tool.name, tool.name)
-                pieces = tool.run(self._engine, creation.input, model, creation_id)
-                state.pump = _start_pump(pieces, queue)
-            else:
-                queue.put_nowait(_End(asyncio.CancelledError()))
-            if state.seq == 0:
-                await self._emit(state, EventKind.STARTED, model=self._engine.name)
+            queue = await self._start(creation, state, fresh=fresh)
             return await self._produce(state, queue)
         except asyncio.CancelledError:
             if state.cancel_requested:
@@ -181,8 +168,18 @@ class Runner:
         except StaleProducer:
             log.warning("creation %s: another producer owns the log, stopping", creation_id)
             return None
+        except _Diverged:
+            log.warning("creation %s: the retry did not reproduce the text sent", creation_id)
+            await self._finish(
+                state,
+                CreationStatus.FAILED,
+                "INTERRUPTED",
+                "the run was interrupted and could not be resumed exactly",
+            )
+            return CreationStatus.FAILED
         except Exception:  # the outermost layer of a run: it must still end its stream
             log.exception("creation %s: the run failed", creation_id)
+            # If even this fails (database down), followers settle the creation later.
             with contextlib.suppress(Exception):
                 await self._finish(
                     state, CreationStatus.FAILED, "INTERNAL", "the generation failed"
@@ -193,6 +190,32 @@ class Runner:
             self._runs.pop(creation_id, None)
             if state.pump is not None and not state.pump.done():
                 state.pump.cancel()
+
+    async def _start(
+        self, creation: Creation, state: _Run, *, fresh: bool
+    ) -> asyncio.Queue[Piece | _End]:
+        """Start the model and write `started`; the queue receives the tool's pieces."""
+        if not fresh:
+            state.seq, state.sent_text, state.skip_fraction = await self._resume_point(
+                state.creation_id
+            )
+            state.skip_chars = len(state.sent_text)
+            state.resumed = state.seq > 0
+            # A cancel may have come between the claim and the registration.
+            if await self._feed.history.cancel_flagged(state.creation_id):
+                state.cancel_requested = True
+        queue: asyncio.Queue[Piece | _End] = asyncio.Queue()
+        if state.cancel_requested:
+            queue.put_nowait(_End(asyncio.CancelledError()))
+        else:
+            # Start the model first: `started` is written while it makes the first token.
+            tool = TOOLS[creation.tool]
+            model = self._models.get(tool.name, tool.name)
+            pieces = tool.run(self._engine, creation.input, model, state.creation_id)
+            state.pump = _start_pump(pieces, queue)
+        if state.seq == 0:
+            await self._emit(state, EventKind.STARTED, model=self._engine.name)
+        return queue
 
     async def _produce(self, state: _Run, queue: asyncio.Queue[Piece | _End]) -> CreationStatus:
         interval = self._batching.interval
@@ -252,8 +275,12 @@ class Runner:
         state.pending.clear()
         state.pending_tokens = 0
         if state.skip_chars:
-            # A retried job regenerates text already in the log: do not send it twice.
+            # A retried job regenerates text already in the log: do not send it twice, and
+            # give up rather than splice if the model does not reproduce it (no seed).
             dropped = min(state.skip_chars, len(text))
+            offset = len(state.sent_text) - state.skip_chars
+            if text[:dropped] != state.sent_text[offset : offset + dropped]:
+                raise _Diverged
             state.skip_chars -= dropped
             text = text[dropped:]
             if not text:
@@ -306,14 +333,14 @@ class Runner:
             Event(creation_id=state.creation_id, seq=state.seq, kind=kind, **fields)
         )
 
-    async def _resume_point(self, creation_id: str) -> tuple[int, int, float]:
-        """(last seq, characters streamed, last progress) of a creation started before."""
+    async def _resume_point(self, creation_id: str) -> tuple[int, str, float]:
+        """(last seq, text streamed, last progress) of a creation started before."""
         earlier = await self._feed.history.read(creation_id, after=0, count=1_000_000)
         if not earlier:
-            return 0, 0, -1.0
-        chars = sum(len(e.text) for e in earlier if e.kind is EventKind.DELTA)
+            return 0, "", -1.0
+        text = "".join(e.text for e in earlier if e.kind is EventKind.DELTA)
         fractions = [e.fraction for e in earlier if e.kind is EventKind.PROGRESS]
-        return earlier[-1].seq, chars, max(fractions, default=-1.0)
+        return earlier[-1].seq, text, max(fractions, default=-1.0)
 
     async def _heartbeat(self, state: _Run) -> None:
         """Renew the producer lease; also re-read the cancel flag, in case a cancel signal

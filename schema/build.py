@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -14,12 +16,14 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
 
 from schema.auth import AuthMutation, AuthQuery
 from schema.creations import CreationMutation, CreationQuery, CreationSubscription
 from schema.extensions import LoadersPerOperation, MaskUnexpectedErrors
 from schema.types.events import EVENT_TYPES
 
+log = logging.getLogger(__name__)
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
 VALIDATION_CACHE_SIZE = 512
@@ -35,9 +39,20 @@ Mutation = merge_types("Mutation", (AuthMutation, CreationMutation))
 Subscription = merge_types("Subscription", (CreationSubscription,))
 
 
+class _Schema(strawberry.Schema):
+    """Logs client mistakes quietly: unexpected errors are logged once, with a reference id,
+    by MaskUnexpectedErrors; expected ones (bad input, no token) are not server errors."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            log.debug("operation error: %s", error.message)
+
+
 def build_schema() -> strawberry.Schema:
     """The schema with its guards on; extensions are factories (one instance per operation)."""
-    return strawberry.Schema(
+    return _Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

@@ -271,3 +271,21 @@ async def test_following_after_the_ending_returns_at_once(settings: Settings) ->
 
 async def _drain(events: AsyncIterator[Event]) -> list[Event]:
     return [event async for event in events]
+
+
+async def test_a_retry_that_cannot_reproduce_the_text_fails_instead_of_splicing(
+    settings: Settings,
+) -> None:
+    async with core_with(settings, ScriptedEngine(10)) as core:
+        creation = await new_creation("diverge", 10)
+        cid = str(creation.id)
+        await Creation.filter(id=cid).update(status=CreationStatus.RUNNING)
+        # an earlier attempt streamed text this engine will not produce again
+        await core.feed.publish(Event(cid, 1, EventKind.STARTED))
+        await core.feed.publish(Event(cid, 2, EventKind.DELTA, text=" other", completion_tokens=1))
+        status = await core.runner.run(cid)
+        events = await logged(core, cid)
+        await creation.refresh_from_db()
+    assert status is CreationStatus.FAILED
+    assert [e.kind for e in events] == [EventKind.STARTED, EventKind.DELTA, EventKind.FAILED]
+    assert creation.output == " other" and creation.error_code == "INTERRUPTED"

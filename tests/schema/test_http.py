@@ -7,7 +7,9 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 
+from resolvers import creation as use_cases
 from tests.conftest import GraphQLClient, Server
 
 LOGIN = """
@@ -235,9 +237,27 @@ async def test_creations_are_private_and_paginated(client: GraphQLClient, token:
     assert cancel["cancelCreation"]["code"] == "ALREADY_FINISHED"
 
 
-async def test_unexpected_errors_are_masked(client: GraphQLClient) -> None:
+async def test_unexpected_errors_are_masked_and_logged_once(
+    client: GraphQLClient,
+    token: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     errors = await client.errors("{ nope }")
     assert "nope" in errors[0]["message"]  # validation errors stay readable
+
+    async def broken(**_kwargs: Any) -> None:
+        raise RuntimeError("secret database detail")
+
+    monkeypatch.setattr(use_cases, "list_creations", broken)
+    response = await client.raw(CREATIONS, {"first": 1}, token=token)
+    error = response.json()["errors"][0]
+    assert response.status_code == 200 and "secret" not in response.text
+    assert error["extensions"]["code"] == "INTERNAL"
+    reference = error["extensions"]["reference"]
+    assert reference in error["message"]
+    logged = [r for r in caplog.records if "secret database detail" in str(r.exc_info)]
+    assert len(logged) == 1 and reference in logged[0].getMessage()
 
 
 async def test_text_a_database_cannot_store_is_a_typed_error(
