@@ -72,7 +72,9 @@ class Settings(BaseSettings):
         default_factory=list, description="browser origins allowed to open websockets"
     )
     max_subscriptions_per_connection: int = Field(20, ge=1, le=100)
-    graphiql: bool = True
+    graphiql: bool | None = Field(
+        None, description="serve GraphiQL on GET /graphql; unset = on except in production"
+    )
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -84,6 +86,11 @@ class Settings(BaseSettings):
         if not self.database_url or not self.redis_url:
             raise ValueError("production needs CK_DATABASE_URL and CK_REDIS_URL")
         return self
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        """Whether GET /graphql serves the GraphiQL IDE."""
+        return self.graphiql if self.graphiql is not None else self.env != "production"
 
     @property
     def embedded_redis(self) -> bool:

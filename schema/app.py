@@ -78,7 +78,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
 
     view = GraphQLView(
         build_schema(),
-        graphql_ide="graphiql" if settings.graphiql else None,
+        graphql_ide="graphiql" if settings.graphiql_enabled else None,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
         connection_init_wait_timeout=timedelta(seconds=10),
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,

@@ -66,21 +66,27 @@ async def test_the_log_refuses_a_seq_twice(feed: Feed) -> None:
 
 
 async def test_follow_replays_then_tails_without_gap_or_duplicate(feed: Feed) -> None:
+    # a follower that re-reads the log only every 30 s: the live tail must come by pub/sub
+    live_only = Feed(feed.history, feed.bus, poll_seconds=30)
     # given a creation that already streamed part of its text
     await feed.publish(Event("c1", 1, EventKind.STARTED))
     for seq in range(2, 12):
         await feed.publish(delta(seq, f"t{seq} "))
-    follower = asyncio.create_task(collect(feed))
-    await asyncio.sleep(0.05)
+    stream = live_only.follow("c1")
+    replayed = [await anext(stream)]  # the replay has begun: it is listening now
     # when it goes on while someone follows
     for seq in range(12, 40):
         await feed.publish(delta(seq, f"t{seq} "))
     await feed.publish(Event("c1", 40, EventKind.COMPLETED))
-    events = await asyncio.wait_for(follower, 5)
+    events = replayed + await asyncio.wait_for(_rest(stream), 5)
     # then the follower has every piece once, in order, and one terminal event
     assert text(events) == "".join(f"t{seq} " for seq in range(2, 40))
     assert [e.seq for e in events] == sorted({e.seq for e in events})
     assert events[-1].kind is EventKind.COMPLETED
+
+
+async def _rest(stream: AsyncIterator[Event]) -> list[Event]:
+    return [event async for event in stream]
 
 
 async def test_a_slow_follower_is_bounded_and_still_gets_everything(feed: Feed) -> None:
@@ -102,7 +108,6 @@ async def test_a_slow_follower_is_bounded_and_still_gets_everything(feed: Feed) 
 
 async def test_events_lost_on_pubsub_are_read_from_the_log(feed: Feed, redis: Redis) -> None:
     follower = asyncio.create_task(collect(feed))
-    await asyncio.sleep(0.05)
     # events written to the log without any pub/sub message (as if pub/sub dropped them)
     history = History(redis, maxlen=100, ttl_seconds=60)
     await redis.xadd("ck:{c:c1}:log", {"e": Event("c1", 1, EventKind.STARTED).encode()}, id="0-1")
@@ -116,8 +121,9 @@ async def test_events_lost_on_pubsub_are_read_from_the_log(feed: Feed, redis: Re
 async def test_the_bus_reconnects_after_redis_drops_it_mid_stream(feed: Feed, redis: Redis) -> None:
     backend = feed.bus._broadcast._backend
     assert isinstance(backend, ResilientRedisBackend)
-    follower = asyncio.create_task(collect(feed))
-    await asyncio.sleep(0.05)
+    await feed.publish(Event("c1", 1, EventKind.STARTED))
+    stream = feed.follow("c1")
+    first = await anext(stream)  # listening now
 
     async def killer() -> None:
         for _ in range(3):
@@ -125,8 +131,9 @@ async def test_the_bus_reconnects_after_redis_drops_it_mid_stream(feed: Feed, re
             await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
 
     kill = asyncio.create_task(killer())
-    expected = await produce(feed, 300, pause=0.001)
-    events = await asyncio.wait_for(follower, 10)
+    follower = asyncio.create_task(_rest(stream))
+    expected = await produce(feed, 300, pause=0.001, started=False)
+    events = [first, *await asyncio.wait_for(follower, 10)]
     await kill
     assert text(events) == expected
     assert backend.reconnects >= 1

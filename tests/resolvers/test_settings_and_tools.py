@@ -17,7 +17,9 @@ def test_production_refuses_a_missing_or_weak_secret() -> None:
             Settings(env="production", jwt_secret=secret, **urls)
     with pytest.raises(ValidationError, match="CK_DATABASE_URL"):
         Settings(env="production", jwt_secret="s" * 40)
-    assert Settings(env="production", jwt_secret="s" * 40, **urls).engine_kind == "dev"
+    production = Settings(env="production", jwt_secret="s" * 40, **urls)
+    assert production.engine_kind == "dev"
+    assert production.graphiql_enabled is False and Settings().graphiql_enabled is True
 
 
 def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
