@@ -92,8 +92,17 @@ class Stage:
     name: str
 
 
-Piece = Delta | Stage | Usage
-"""What a tool's generator yields: text, progress, or usage spent outside the text stream."""
+@dataclass(frozen=True)
+class Structured:
+    """A tool's structured result (JSON-ready: str, int, float, bool, None, list, dict),
+    yielded once, at the end; stored on the creation beside its text."""
+
+    data: Mapping[str, object]
+
+
+Piece = Delta | Stage | Usage | Structured
+"""What a tool's generator yields: text, progress, usage spent outside the text stream, and
+at most one structured result."""
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ class Creation(Model):
     input: dict[str, Any] = fields.JSONField()
     status = fields.CharEnumField(CreationStatus, max_length=16, default=CreationStatus.QUEUED)
     output = fields.TextField(default="")
+    result: dict[str, Any] | None = fields.JSONField(null=True)
     model = fields.CharField(max_length=128, default="")
     prompt_tokens = fields.IntField(default=0)
     completion_tokens = fields.IntField(default=0)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from inference.base import Delta, Engine, InferenceError, Piece, Stage, Usage
+from inference.base import Delta, Engine, InferenceError, Piece, Stage, Structured, Usage
 from resolvers import keys
 from resolvers.bus import Bus
 from resolvers.errors import ServiceUnavailable
@@ -70,6 +70,7 @@ class _Run:
     skip_chars: int = 0
     skip_fraction: float = -1.0
     resumed: bool = False
+    result: dict[str, Any] | None = None
     cancel_requested: bool = False
     pump: asyncio.Task[None] | None = None
 
@@ -243,6 +244,8 @@ class Runner:
                     await self._emit(
                         state, EventKind.PROGRESS, fraction=item.fraction, stage=item.name
                     )
+            elif isinstance(item, Structured):
+                state.result = dict(item.data)
             else:
                 state.usage += item
 
@@ -297,6 +300,7 @@ class Runner:
         ended = await Creation.filter(id=state.creation_id, status=CreationStatus.RUNNING).update(
             status=status,
             output=output,
+            result=state.result,
             prompt_tokens=state.usage.prompt_tokens,
             completion_tokens=state.usage.completion_tokens,
             error_code=code or None,
