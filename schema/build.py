@@ -21,6 +21,7 @@ from strawberry.types import ExecutionContext
 from schema.auth import AuthMutation, AuthQuery
 from schema.creations import CreationMutation, CreationQuery, CreationSubscription
 from schema.extensions import LoadersPerOperation, MaskUnexpectedErrors
+from schema.tool_fields import build_tool_types
 from schema.types.events import EVENT_TYPES
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,10 @@ _GUARD_RULES = [
     *MaxAliasesLimiter(max_alias_count=15).validation_rules,
 ]
 
+ToolMutation, ToolSubscription = build_tool_types()
 Query = merge_types("Query", (AuthQuery, CreationQuery))
-Mutation = merge_types("Mutation", (AuthMutation, CreationMutation))
-Subscription = merge_types("Subscription", (CreationSubscription,))
+Mutation = merge_types("Mutation", (AuthMutation, ToolMutation, CreationMutation))
+Subscription = merge_types("Subscription", (ToolSubscription, CreationSubscription))
 
 
 class _Schema(strawberry.Schema):

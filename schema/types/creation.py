@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime
 from enum import Enum
-from typing import cast
+from typing import Annotated, cast
 
 import strawberry
 from strawberry.scalars import JSON
 
 from resolvers import models
 from resolvers.creation import Page
+from resolvers.errors import CreationKingError
 from schema.context import Info
+from schema.types.errors import (
+    AlreadyFinishedError,
+    AuthError,
+    ErrorType,
+    InvalidInputError,
+    NotFoundError,
+    UnavailableError,
+    from_exception,
+)
 from schema.types.user import User
 
 
@@ -99,3 +110,22 @@ class CreationConnection:
             edges=[CreationEdge(cursor=c, node=Creation.from_model(r)) for c, r in page.items],
             page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
         )
+
+
+CreationResult = Annotated[
+    Creation
+    | InvalidInputError
+    | AuthError
+    | NotFoundError
+    | AlreadyFinishedError
+    | UnavailableError,
+    strawberry.union("CreationResult", description="The creation, or why the call failed."),
+]
+
+
+async def result_of(call: Awaitable[models.Creation]) -> Creation | ErrorType:
+    """The creation a use case returns, or its expected error as a schema type."""
+    try:
+        return Creation.from_model(await call)
+    except CreationKingError as exc:
+        return from_exception(exc)

@@ -1,0 +1,86 @@
+"""What a tool is to the application layer: validated input, a run function, fast or long."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from inference.base import Engine, Piece
+from resolvers.errors import InvalidInput
+from resolvers.settings import Settings
+
+MAX_SEED = 2**31 - 1
+
+
+class Mode(StrEnum):
+    """FAST tools stream from the API process; LONG ones run on a worker."""
+
+    FAST = "FAST"
+    LONG = "LONG"
+
+
+def check_text(value: str) -> str:
+    """Refuse text a database or a model cannot take: NUL characters, lone surrogates."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+class ToolInput(BaseModel):
+    """Base of every tool's input: unknown fields refused, text cleaned and checked.
+
+    Every field needs a `description` stating its limits: the schema is generated from it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _clean_text(cls, value: Any) -> Any:
+        return check_text(value) if isinstance(value, str) else value
+
+
+Run = Callable[[Engine, Mapping[str, Any], str, str], AsyncIterator[Piece]]
+
+
+@dataclass(frozen=True)
+class EnumDoc:
+    """How an input enum is documented in the schema."""
+
+    description: str
+    values: Mapping[Enum, str]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One creation tool: its GraphQL field name, input model, run function and mode."""
+
+    name: str
+    description: str
+    mode: Mode
+    input_model: type[ToolInput]
+    run: Run
+    model_setting: str
+    enums: Mapping[type[Enum], EnumDoc] = field(default_factory=dict)
+
+    def parse(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate and normalise raw input; raises InvalidInput naming the first bad field."""
+        try:
+            parsed = self.input_model.model_validate(dict(payload))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            name = ".".join(str(part) for part in error["loc"]) or None
+            raise InvalidInput(f"{name}: {error['msg']}", field=name) from exc
+        return parsed.model_dump(mode="json")
+
+    def model(self, settings: Settings) -> str:
+        """The model name this tool asks its backend for."""
+        return str(getattr(settings, self.model_setting))

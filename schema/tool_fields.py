@@ -1,0 +1,133 @@
+"""Mutation and subscription fields for every tool, generated from the tool registry.
+
+Each tool gets an input type made from its pydantic model (field descriptions included),
+`Mutation.<tool>(input)` that starts it and `Subscription.<tool>(input)` that starts and
+streams it. Fast tools' mutations also take `wait`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.experimental.pydantic import input as pydantic_input
+from strawberry.tools import create_type
+from strawberry.types.enum import has_enum_definition
+
+from resolvers import creation as use_cases
+from resolvers.tools import TOOLS, Mode, Tool
+from schema.context import Info
+from schema.types.creation import CreationResult, result_of
+from schema.types.events import CreationEvent, from_event
+
+WaitArg = Annotated[bool, strawberry.argument(description="Return only once it has finished.")]
+
+
+def _document_enums(tool: Tool) -> None:
+    for enum, doc in tool.enums.items():
+        if not has_enum_definition(enum):
+            strawberry.enum(enum, description=doc.description)
+        for value in enum.__strawberry_definition__.values:  # type: ignore[attr-defined]
+            described = doc.values.get(enum(value.value))
+            if described:
+                value.description = described
+
+
+def _input_type(tool: Tool) -> type:
+    _document_enums(tool)
+    name = tool.name[0].upper() + tool.name[1:] + "Input"
+    generated = type(name, (), {})
+    return pydantic_input(
+        model=tool.input_model, all_fields=True, name=name, description=tool.input_model.__doc__
+    )(generated)
+
+
+def _payload(value: Any, tool: Tool) -> dict[str, Any]:
+    return {name: getattr(value, name) for name in tool.input_model.model_fields}
+
+
+async def start(info: Info, tool: str, payload: dict[str, Any], *, wait: bool) -> Any:
+    """Start a creation as the caller (and wait for it, for `wait: true`)."""
+    ctx = info.context
+    row = await use_cases.start_creation(
+        principal=ctx.user(),
+        tool_name=tool,
+        payload=payload,
+        runner=ctx.core.runner,
+        queue=ctx.queue,
+    )
+    if wait:
+        row = await use_cases.wait_until_finished(row, feed=ctx.core.feed, queue=ctx.queue)
+    return row
+
+
+def _mutation(tool: Tool, input_type: type) -> Any:
+    described: Any = Annotated[input_type, strawberry.argument(description="The tool's input.")]
+
+    if tool.mode is Mode.FAST:
+
+        async def resolve_fast(self: Any, info: Info, input: Any, wait: bool = False) -> Any:
+            return await result_of(start(info, tool.name, _payload(input, tool), wait=wait))
+
+        resolve_fast.__annotations__ = {
+            "info": Info,
+            "input": described,
+            "wait": WaitArg,
+            "return": CreationResult,
+        }
+        resolver: Any = resolve_fast
+        how = "Streams from the API process (FAST); `wait: true` returns it finished."
+    else:
+
+        async def resolve_long(self: Any, info: Info, input: Any) -> Any:
+            return await result_of(start(info, tool.name, _payload(input, tool), wait=False))
+
+        resolve_long.__annotations__ = {"info": Info, "input": described, "return": CreationResult}
+        resolver = resolve_long
+        how = "Queued on a worker (LONG); follow it with Subscription.creationEvents."
+    resolver.__name__ = resolver.__qualname__ = tool.name  # create_type keys fields by it
+    return strawberry.mutation(
+        resolver=resolver, name=tool.name, description=f"Start: {tool.description} {how}"
+    )
+
+
+def _subscription(tool: Tool, input_type: type) -> Any:
+    described: Any = Annotated[input_type, strawberry.argument(description="The tool's input.")]
+
+    async def resolve(self: Any, info: Info, input: Any) -> AsyncGenerator[Any, None]:
+        ctx = info.context
+        row = await start(info, tool.name, _payload(input, tool), wait=False)
+        events = await use_cases.follow_creation(
+            principal=ctx.user(),
+            creation_id=str(row.id),
+            after=0,
+            feed=ctx.core.feed,
+            queue=ctx.queue,
+        )
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield from_event(event)
+
+    resolve.__annotations__ = {
+        "info": Info,
+        "input": described,
+        "return": AsyncGenerator[CreationEvent, None],
+    }
+    resolve.__name__ = resolve.__qualname__ = tool.name  # create_type keys fields by it
+    return strawberry.subscription(
+        resolver=resolve,
+        name=tool.name,
+        description=f"Start and stream: {tool.description}",
+    )
+
+
+def build_tool_types() -> tuple[type, type]:
+    """The generated (ToolMutation, ToolSubscription) root parts."""
+    mutations, subscriptions = [], []
+    for tool in TOOLS.values():
+        input_type = _input_type(tool)
+        mutations.append(_mutation(tool, input_type))
+        subscriptions.append(_subscription(tool, input_type))
+    return create_type("ToolMutation", mutations), create_type("ToolSubscription", subscriptions)
