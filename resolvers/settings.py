@@ -46,6 +46,13 @@ class Settings(BaseSettings):
 
     write_model: str = Field("writer", description="Triton model name of the write tool")
     report_model: str = Field("writer", description="Triton model name of the report tool")
+    code_model: str = Field("writer", description="Triton model name of the code tool")
+    social_model: str = Field(
+        "writer", description="Triton model of socialPost (the LoRA adapter is per platform)"
+    )
+    swot_model: str = Field("writer", description="Triton model name of the swot tool")
+    tarot_model: str = Field("writer", description="Triton model name of the tarot tool")
+    video_model: str = Field("writer", description="Triton model name of the videoScript tool")
     dev_token_delay: float = Field(0.02, ge=0, le=1, description="dev engine seconds per token")
     triton_stream_timeout: float = Field(600, gt=0, description="deadline of one Triton stream")
     triton_idle_timeout: float = Field(30, gt=0, description="max seconds between two tokens")

@@ -51,6 +51,11 @@ class Creation:
         description="The generated text: complete once COMPLETED, the part made so far when "
         "CANCELLED or FAILED, empty while running (stream it with Subscription.creationEvents)."
     )
+    result: JSON | None = strawberry.field(
+        description="Structured result of tools that make one (SWOT quadrants, a Tarot "
+        "spread, video scenes, a formatted social post, extracted code), once finished; "
+        "null otherwise. Its shape is documented per tool in Query.tools."
+    )
     model: str = strawberry.field(
         description="Backend that generated it: `dev-engine` for the built-in deterministic "
         "engine, `triton` for real models."
@@ -77,6 +82,7 @@ class Creation:
             status=CreationStatus(row.status.value),
             input=cast(JSON, row.input),
             output=row.output,
+            result=cast(JSON, row.result),
             model=row.model,
             usage=Usage(prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens),
             error_code=row.error_code,
