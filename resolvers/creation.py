@@ -13,6 +13,7 @@ from typing import Any
 from tortoise.expressions import Q
 
 from resolvers.auth import Principal, require_user
+from resolvers.cache import Cache, copy_of, request_key
 from resolvers.errors import AlreadyFinished, InvalidInput, NotFound, ServiceUnavailable
 from resolvers.events import Event, EventKind
 from resolvers.feed import Feed
@@ -41,23 +42,36 @@ async def start_creation(
     payload: Mapping[str, Any],
     runner: Runner,
     queue: JobQueue,
+    cache: Cache,
+    feed: Feed,
 ) -> Creation:
-    """Validate, store the creation as QUEUED and dispatch it (fast: here; long: a worker)."""
+    """Validate, store and dispatch a creation: a copy of an identical answer (cached or in
+    flight) when there is one, else a new run (fast: here; long: on a worker)."""
     user = require_user(principal)
     tool = get_tool(tool_name)
     data = tool.parse(payload)
-    if tool.mode is Mode.FAST:
-        # Stored already RUNNING and handed to the runner: no second read before the model.
-        creation = await Creation.create(
-            owner_id=user.user_id,
-            tool=tool.name,
-            input=data,
-            status=CreationStatus.RUNNING,
-            model=runner.engine_name,
+    key = request_key(tool.name, data, runner.model_label(tool.name))
+    # Fast runs are stored RUNNING and handed over: no second read before the model starts.
+    fast = tool.mode is Mode.FAST
+    creation = await Creation.create(
+        owner_id=user.user_id,
+        tool=tool.name,
+        input=data,
+        status=CreationStatus.RUNNING if fast else CreationStatus.QUEUED,
+        model=runner.engine_name,
+        cache_key=key,
+    )
+    source = await cache.source_for(key, data, str(creation.id))
+    if source is not None:
+        await Creation.filter(id=creation.id).update(
+            status=CreationStatus.RUNNING, source_id=source, cache_key=None
         )
+        creation.status, creation.source_id = CreationStatus.RUNNING, uuid.UUID(source)
+        creation.cache_key = None
+        runner.spawn(creation, copy_of(source, feed=feed))
+    elif fast:
         runner.spawn(creation)
     else:
-        creation = await Creation.create(owner_id=user.user_id, tool=tool.name, input=data)
         try:
             await queue.enqueue(str(creation.id))
         except ServiceUnavailable:

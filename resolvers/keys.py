@@ -33,3 +33,13 @@ def producer_lease(creation_id: str) -> str:
 def job_id(creation_id: str) -> str:
     """The arq job id of a creation's long run; one job per creation."""
     return f"creation:{creation_id}"
+
+
+def cache_entry(key: str) -> str:
+    """Points at the finished creation whose answer serves identical requests."""
+    return f"{PREFIX}:cache:{key}"
+
+
+def in_flight(key: str) -> str:
+    """Points at the creation now generating the answer to this request."""
+    return f"{PREFIX}:inflight:{key}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 
 from tortoise import fields
 from tortoise.models import Model
@@ -54,6 +55,12 @@ class Creation(Model):
     error_code = fields.CharField(max_length=64, null=True)
     error_message = fields.TextField(null=True)
     last_seq = fields.IntField(default=0)
+    # Cache hits and requests identical to one in flight copy another creation's generation.
+    source: fields.ForeignKeyNullableRelation[Creation] = fields.ForeignKeyField(
+        "models.Creation", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    source_id: UUID | None
+    cache_key = fields.CharField(max_length=64, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
     finished_at = fields.DatetimeField(null=True)

@@ -21,6 +21,7 @@ from inference.triton import TritonConfig, TritonEngine
 from resolvers import db
 from resolvers.auth import Auth
 from resolvers.bus import Bus, ResilientRedisBackend
+from resolvers.cache import Cache
 from resolvers.feed import Feed
 from resolvers.history import History
 from resolvers.models import Creation, CreationStatus
@@ -40,6 +41,7 @@ class Core:
     engine: Engine
     runner: Runner
     auth: Auth
+    cache: Cache
 
 
 def make_redis(settings: Settings) -> Redis:
@@ -121,7 +123,13 @@ async def open_core(
         poll_seconds=settings.follow_poll_seconds,
         lease_seconds=settings.producer_lease_seconds,
     )
+    cache = Cache(
+        redis,
+        ttl_seconds=settings.cache_ttl_overrides,
+        default_ttl=settings.cache_ttl_seconds,
+    )
     runner = Runner(
+        cache=cache,
         feed=feed,
         bus=bus,
         engine=engine,
@@ -131,7 +139,7 @@ async def open_core(
     await runner.start()
     auth = make_auth(settings)
     try:
-        yield Core(settings, redis, bus, feed, engine, runner, auth)
+        yield Core(settings, redis, bus, feed, engine, runner, auth, cache)
     finally:
         await runner.stop()
         await bus.stop()

@@ -22,6 +22,7 @@ from typing import Any
 from inference.base import Delta, Engine, InferenceError, Piece, Stage, Structured, Usage
 from resolvers import keys
 from resolvers.bus import Bus
+from resolvers.cache import Cache
 from resolvers.errors import ServiceUnavailable
 from resolvers.events import Event, EventKind
 from resolvers.feed import Feed
@@ -71,6 +72,8 @@ class _Run:
     skip_fraction: float = -1.0
     resumed: bool = False
     result: dict[str, Any] | None = None
+    pieces: AsyncIterator[Piece] | None = None  # a copy of another creation's answer
+    creation: Creation | None = None
     cancel_requested: bool = False
     pump: asyncio.Task[None] | None = None
 
@@ -86,12 +89,14 @@ class Runner:
         engine: Engine,
         models: dict[str, str],
         batching: Batching,
+        cache: Cache,
     ) -> None:
         self._feed = feed
         self._bus = bus
         self._engine = engine
         self._models = models
         self._batching = batching
+        self._cache = cache
         self._runs: dict[str, _Run] = {}
         self._tasks: set[asyncio.Task[CreationStatus | None]] = set()
 
@@ -112,13 +117,20 @@ class Runner:
         """Label of the backend this runner generates with (`dev-engine`, `triton`)."""
         return self._engine.name
 
-    def spawn(self, creation: Creation) -> asyncio.Task[CreationStatus | None]:
+    def model_label(self, tool: str) -> str:
+        """Backend and model a tool's answers come from (part of the cache key)."""
+        return f"{self._engine.name}/{self._models.get(tool, tool)}"
+
+    def spawn(
+        self, creation: Creation, pieces: AsyncIterator[Piece] | None = None
+    ) -> asyncio.Task[CreationStatus | None]:
         """Run a creation this process just stored as RUNNING (fast tools), in the background.
 
         The row is handed over, so nothing is read again before the model starts: this is the
         time-to-first-token path.
         """
         state = self._register(str(creation.id))
+        state.pieces = pieces
         task = asyncio.create_task(self._run(creation, state, fresh=True, retry=False))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -152,6 +164,7 @@ class Runner:
         self, creation: Creation, state: _Run, *, fresh: bool, retry: bool
     ) -> CreationStatus | None:
         creation_id = state.creation_id
+        state.creation = creation
         heartbeat = asyncio.create_task(self._heartbeat(state))
         try:
             queue = await self._start(creation, state, fresh=fresh)
@@ -210,9 +223,11 @@ class Runner:
             queue.put_nowait(_End(asyncio.CancelledError()))
         else:
             # Start the model first: `started` is written while it makes the first token.
-            tool = TOOLS[creation.tool]
-            model = self._models.get(tool.name, tool.name)
-            pieces = tool.run(self._engine, creation.input, model, state.creation_id)
+            pieces = state.pieces
+            if pieces is None:
+                tool = TOOLS[creation.tool]
+                model = self._models.get(tool.name, tool.name)
+                pieces = tool.run(self._engine, creation.input, model, state.creation_id)
             state.pump = _start_pump(pieces, queue)
         if state.seq == 0:
             await self._emit(state, EventKind.STARTED, model=self._engine.name)
@@ -311,6 +326,9 @@ class Runner:
         if not ended:
             log.warning("creation %s was ended elsewhere; not writing an ending", state.creation_id)
             return
+        if state.creation is not None and state.creation.cache_key:
+            state.creation.status = status
+            await self._cache.finished(state.creation, state.creation.tool)
         kind = {
             CreationStatus.COMPLETED: EventKind.COMPLETED,
             CreationStatus.CANCELLED: EventKind.CANCELLED,

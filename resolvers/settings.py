@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     triton_idle_timeout: float = Field(30, gt=0, description="max seconds between two tokens")
     triton_connect_timeout: float = Field(5, gt=0)
 
+    cache_ttl_seconds: int = Field(3600, ge=0, description="how long answers are reused")
+    cache_ttl_overrides: dict[str, int] = Field(
+        default_factory=dict, description='per tool, e.g. {"tarot": 0}; 0 = never reused'
+    )
     batch_interval_ms: int = Field(40, ge=0, le=1000, description="token batching window")
     batch_max_tokens: int = Field(32, ge=1, le=1024, description="flush a batch at this size")
     event_log_maxlen: int = Field(50_000, ge=100, description="events kept per creation")

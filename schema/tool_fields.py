@@ -57,6 +57,8 @@ async def start(info: Info, tool: str, payload: dict[str, Any], *, wait: bool) -
         payload=payload,
         runner=ctx.core.runner,
         queue=ctx.queue,
+        cache=ctx.core.cache,
+        feed=ctx.core.feed,
     )
     if wait:
         row = await use_cases.wait_until_finished(row, feed=ctx.core.feed, queue=ctx.queue)

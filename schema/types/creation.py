@@ -65,6 +65,10 @@ class Creation:
     error_message: str | None = strawberry.field(description="Failure details for humans.")
     created_at: datetime = strawberry.field(description="When it was requested (UTC).")
     finished_at: datetime | None = strawberry.field(description="When it ended (UTC).")
+    cached: bool = strawberry.field(
+        description="True when this creation copies the answer of an identical request "
+        "(from the cache, or shared while it ran); its usage then counts no model tokens."
+    )
     owner_id: strawberry.Private[str]
 
     @strawberry.field(description="Who asked for it.")
@@ -89,6 +93,7 @@ class Creation:
             error_message=row.error_message,
             created_at=row.created_at,
             finished_at=row.finished_at,
+            cached=row.source_id is not None,
             owner_id=str(row.owner_id),
         )
 
