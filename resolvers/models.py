@@ -68,3 +68,23 @@ class Creation(Model):
     class Meta:
         table = "creations"
         indexes = (("owner_id", "created_at"),)
+
+
+class Lexicon(Model):
+    """A user's glossary for one language pair: terms a translation must render exactly."""
+
+    id = fields.UUIDField(primary_key=True)
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="lexicons", on_delete=fields.CASCADE
+    )
+    owner_id: UUID
+    name = fields.CharField(max_length=100)
+    source_lang = fields.CharField(max_length=8)
+    target_lang = fields.CharField(max_length=8)
+    entries: list[dict[str, str]] = fields.JSONField(default=list)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "lexicons"
+        unique_together = (("owner_id", "name"),)

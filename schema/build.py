@@ -21,6 +21,7 @@ from strawberry.types import ExecutionContext
 from schema.auth import AuthMutation, AuthQuery
 from schema.creations import CreationMutation, CreationQuery, CreationSubscription
 from schema.extensions import LoadersPerOperation, MaskUnexpectedErrors
+from schema.lexicons import LexiconMutation, LexiconQuery
 from schema.tool_fields import build_tool_types
 from schema.types.events import EVENT_TYPES
 
@@ -36,8 +37,8 @@ _GUARD_RULES = [
 ]
 
 ToolMutation, ToolSubscription = build_tool_types()
-Query = merge_types("Query", (AuthQuery, CreationQuery))
-Mutation = merge_types("Mutation", (AuthMutation, ToolMutation, CreationMutation))
+Query = merge_types("Query", (AuthQuery, CreationQuery, LexiconQuery))
+Mutation = merge_types("Mutation", (AuthMutation, ToolMutation, CreationMutation, LexiconMutation))
 Subscription = merge_types("Subscription", (ToolSubscription, CreationSubscription))
 
 

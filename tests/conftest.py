@@ -123,7 +123,7 @@ def embedded_settings(tmp_path: Path) -> Settings:
 
 
 async def _truncate() -> None:
-    await connections.get("default").execute_script("TRUNCATE users, creations CASCADE")
+    await connections.get("default").execute_script("TRUNCATE users, creations, lexicons CASCADE")
 
 
 def free_port() -> int:

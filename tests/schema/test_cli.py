@@ -49,7 +49,13 @@ async def test_migrate_creates_the_schema_once_on_a_fresh_postgres(pg_url: str) 
         for _ in range(2):  # the second run finds nothing to do
             result = run("migrate", env={"CK_DATABASE_URL": url})
             assert result.returncode == 0, result.stderr
-        assert await tables(url) == {"users", "creations", "tortoise_migrations", "applied:3"}
+        assert await tables(url) == {
+            "users",
+            "creations",
+            "lexicons",
+            "tortoise_migrations",
+            "applied:4",
+        }
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
