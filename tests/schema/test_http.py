@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from resolvers import creation as use_cases
+from resolvers import tools as registry
 from tests.conftest import GraphQLClient, Server
 
 LOGIN = """
@@ -147,7 +148,8 @@ async def test_graphiql_health_and_readiness(server: Server) -> None:
 async def test_tools_catalog(client: GraphQLClient) -> None:
     data = await client.query(TOOLS)
     modes = {tool["name"]: tool["mode"] for tool in data["tools"]}
-    assert modes == {"write": "FAST", "report": "LONG"}
+    assert modes == {name: tool.mode.value for name, tool in registry.TOOLS.items()}
+    assert modes["write"] == "FAST" and modes["report"] == "LONG"
     assert all(tool["description"] for tool in data["tools"])
 
 
