@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tortoise import Tortoise
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.migrations.api import migrate as _migrate
 
 MODELS_MODULE = "resolvers.models"
@@ -35,6 +36,9 @@ async def migrate(db_url: str) -> None:
 
 async def open_db(db_url: str) -> None:
     """Connect the ORM for this process (global fallback: requests run in other tasks)."""
+    # Tortoise caches each table's SQL per connection *name*, whatever the dialect: a process
+    # that opened SQLite before Postgres (tests, the CLI) would send SQLite's SQL to Postgres.
+    EXECUTOR_CACHE.clear()
     await Tortoise.init(config=tortoise_config(db_url), _enable_global_fallback=True)
 
 

@@ -24,6 +24,7 @@ import websockets
 from redis.asyncio import Redis
 from tortoise import connections
 
+from jobs.worker import create_worker
 from resolvers import db
 from resolvers.settings import Settings
 from schema.app import create_app
@@ -223,6 +224,19 @@ mutation Register($email: String!, $password: String!) {
   }
 }
 """
+
+
+@pytest.fixture
+async def worker(server: Server) -> AsyncIterator[None]:
+    """An arq worker in this process, sharing the server's open resources."""
+    core = server.app.state.core
+    arq_worker = create_worker(
+        core.settings, ctx={"settings": core.settings, "runner": core.runner}
+    )
+    task = asyncio.create_task(arq_worker.async_run())
+    yield
+    task.cancel()
+    await arq_worker.close()
 
 
 @contextlib.asynccontextmanager

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+
+from resolvers.models import User
+from resolvers.resources import open_core
 from resolvers.settings import Settings
 from schema.app import create_app
 from tests.conftest import GraphQLClient, Server, open_socket
@@ -66,3 +70,14 @@ async def test_embedded_mode_streams_both_tools_and_survives_a_restart(
     assert replayed[-1]["__typename"] == "CreationCompleted"
     assert replayed[-1]["seq"] == write_events[-1]["seq"]
     assert sorted(e["node"]["tool"] for e in listed["creations"]["edges"]) == ["report", "write"]
+
+
+async def test_one_process_can_open_sqlite_then_postgres(
+    embedded_settings: Settings, settings: Settings
+) -> None:
+    # Tortoise caches SQL per connection name; the dialect must not leak between the two.
+    async with open_core(embedded_settings):
+        await User.create(email="sqlite@example.com", password_hash="x")
+    async with open_core(settings):
+        user = await User.create(email=f"pg-{uuid.uuid4().hex[:6]}@example.com", password_hash="x")
+        assert await User.filter(id=user.id).count() == 1

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import websockets
 
-from jobs.worker import create_worker
 from resolvers.settings import Settings
 from tests.conftest import GraphQLClient, Server, Socket, open_socket, serving
 
@@ -147,19 +145,6 @@ async def test_cancel_stops_the_model_and_reports_usage(settings: Settings) -> N
         assert row["creation"]["status"] == "CANCELLED"
         assert row["creation"]["usage"]["completionTokens"] == spent
         assert row["creation"]["output"]
-
-
-@pytest.fixture
-async def worker(server: Server) -> AsyncIterator[None]:
-    """An arq worker in this process, sharing the server's open resources."""
-    core = server.app.state.core
-    arq_worker = create_worker(
-        core.settings, ctx={"settings": core.settings, "runner": core.runner}
-    )
-    task = asyncio.create_task(arq_worker.async_run())
-    yield
-    task.cancel()
-    await arq_worker.close()
 
 
 async def test_report_runs_on_the_worker_with_progress(

@@ -65,3 +65,28 @@ async def test_tarot_refuses_bad_custom_spreads(
     assert message["id"] == op
     errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
     assert errors[0]["extensions"] == {"code": "INVALID_INPUT", "field": field}
+
+
+async def test_video_script_scenes_add_up_on_the_worker(
+    server: Server, token: str, worker: None
+) -> None:
+    video_input = {"platform": "DOUYIN", "topic": "pour-over coffee at home", "durationSeconds": 47}
+    events, creation = await run_tool(server, token, "videoScript", "VideoScriptInput", video_input)
+    scenes = creation["result"]["scenes"]
+    assert sum(scene["duration"] for scene in scenes) == 47
+    assert scenes[0]["start"] == 0 and scenes[-1]["end"] == 47
+    assert scenes[0]["role"] == "hook" and scenes[-1]["role"] == "cta"
+    progress = [e for e in events if e["__typename"] == "Progress"]
+    assert len(progress) == len(scenes) + 2  # planning, one per scene, done
+
+
+async def test_video_script_refuses_a_duration_the_platform_cannot_take(
+    server: Server, token: str
+) -> None:
+    async with open_socket(server.ws_url, token) as sock:
+        query = subscription("videoScript", "VideoScriptInput")
+        tool_input = {"platform": "YOUTUBE_SHORTS", "topic": "abc", "durationSeconds": 600}
+        await sock.subscribe(query, {"input": tool_input})
+        message = await sock.receive()
+    errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+    assert errors[0]["extensions"] == {"code": "INVALID_INPUT", "field": "duration_seconds"}
