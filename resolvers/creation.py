@@ -50,6 +50,9 @@ async def start_creation(
     user = require_user(principal)
     tool = get_tool(tool_name)
     data = tool.parse(payload)
+    if tool.prepare is not None:
+        data = await tool.prepare(data, user)
+        tool.validate(data)
     key = request_key(tool.name, data, runner.model_label(tool.name))
     # Fast runs are stored RUNNING and handed over: no second read before the model starts.
     fast = tool.mode is Mode.FAST

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
 
     write_model: str = Field("writer", description="Triton model name of the write tool")
     report_model: str = Field("writer", description="Triton model name of the report tool")
+    translate_model: str = Field(
+        "opus-mt", description="opus-mt = one Triton model per pair, opus-mt-<src>-<tgt>"
+    )
     code_model: str = Field("writer", description="Triton model name of the code tool")
     social_model: str = Field(
         "writer", description="Triton model of socialPost (the LoRA adapter is per platform)"

@@ -8,10 +8,13 @@ streams it. Fast tools' mutations also take `wait`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import typing
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 import strawberry
+from pydantic import BaseModel
 from strawberry.experimental.pydantic import input as pydantic_input
 from strawberry.tools import create_type
 from strawberry.types.enum import has_enum_definition
@@ -28,15 +31,34 @@ WaitArg = Annotated[bool, strawberry.argument(description="Return only once it h
 def _document_enums(tool: Tool) -> None:
     for enum, doc in tool.enums.items():
         if not has_enum_definition(enum):
-            strawberry.enum(enum, description=doc.description)
+            strawberry.enum(enum, name=doc.name, description=doc.description)
         for value in enum.__strawberry_definition__.values:  # type: ignore[attr-defined]
             described = doc.values.get(enum(value.value))
             if described:
                 value.description = described
 
 
+_NESTED: dict[type[BaseModel], type] = {}
+
+
+def _nested_inputs(model: type[BaseModel]) -> None:
+    """Register input types for pydantic models used as field types (e.g. a SWOT template)."""
+    for info in model.model_fields.values():
+        for candidate in (info.annotation, *typing.get_args(info.annotation)):
+            nested = isinstance(candidate, type) and issubclass(candidate, BaseModel)
+            if nested and candidate not in _NESTED:
+                _nested_inputs(candidate)
+                _NESTED[candidate] = pydantic_input(
+                    model=candidate,
+                    all_fields=True,
+                    name=candidate.__name__,
+                    description=candidate.__doc__,
+                )(type(candidate.__name__, (), {}))
+
+
 def _input_type(tool: Tool) -> type:
     _document_enums(tool)
+    _nested_inputs(tool.input_model)
     name = tool.name[0].upper() + tool.name[1:] + "Input"
     generated = type(name, (), {})
     return pydantic_input(
@@ -45,7 +67,16 @@ def _input_type(tool: Tool) -> type:
 
 
 def _payload(value: Any, tool: Tool) -> dict[str, Any]:
-    return {name: getattr(value, name) for name in tool.input_model.model_fields}
+    return {name: _plain(getattr(value, name)) for name in tool.input_model.model_fields}
+
+
+def _plain(value: Any) -> Any:
+    """Nested input objects as dicts, for the application layer's validation."""
+    if hasattr(value, "__strawberry_definition__") and dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 async def start(info: Info, tool: str, payload: dict[str, Any], *, wait: bool) -> Any:

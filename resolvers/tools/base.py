@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from inference.base import Engine, Piece
 from resolvers.errors import InvalidInput
 from resolvers.settings import Settings
+
+if TYPE_CHECKING:
+    from resolvers.auth import Principal
 
 MAX_SEED = 2**31 - 1
 
@@ -49,6 +53,9 @@ class ToolInput(BaseModel):
 
 
 Run = Callable[[Engine, Mapping[str, Any], str, str], AsyncIterator[Piece]]
+Check = Callable[[Mapping[str, Any]], object]
+Prepare = Callable[[dict[str, Any], "Principal"], Awaitable[dict[str, Any]]]
+_FIELD_PREFIX = re.compile(r"^(\w+)\s*:")
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class EnumDoc:
 
     description: str
     values: Mapping[Enum, str]
+    name: str | None = None  # the GraphQL name, when the Python class name is ambiguous
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,8 @@ class Tool:
     run: Run
     model_setting: str
     enums: Mapping[type[Enum], EnumDoc] = field(default_factory=dict)
+    check: Check | None = None  # builds the engine's spec, whose ValueErrors are input errors
+    prepare: Prepare | None = None  # completes the input with the caller's stored data
 
     def parse(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Validate and normalise raw input; raises InvalidInput naming the first bad field."""
@@ -79,7 +89,19 @@ class Tool:
             error = exc.errors()[0]
             name = ".".join(str(part) for part in error["loc"]) or None
             raise InvalidInput(f"{name}: {error['msg']}", field=name) from exc
-        return parsed.model_dump(mode="json")
+        data = parsed.model_dump(mode="json")
+        self.validate(data)
+        return data
+
+    def validate(self, data: Mapping[str, Any]) -> None:
+        """Let the engine's own spec refuse what the input model let through."""
+        if self.check is None:
+            return
+        try:
+            self.check(data)
+        except ValueError as exc:
+            match = _FIELD_PREFIX.match(str(exc))
+            raise InvalidInput(str(exc), field=match.group(1) if match else None) from exc
 
     def model(self, settings: Settings) -> str:
         """The model name this tool asks its backend for."""

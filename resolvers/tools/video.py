@@ -89,6 +89,7 @@ TOOL = Tool(
         video.Platform: EnumDoc(
             "A video platform, with its own pacing, aspect ratio and caption style.",
             {platform: platform.name.replace("_", " ").title() for platform in video.Platform},
+            name="VideoPlatform",
         )
     },
 )

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Server, open_socket
+from tests.conftest import GraphQLClient, Server, open_socket
 from tests.schema.test_subscriptions import assert_well_formed, events_of, text_of
 
 RESULT_FIELDS = """
@@ -90,3 +90,111 @@ async def test_video_script_refuses_a_duration_the_platform_cannot_take(
         message = await sock.receive()
     errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
     assert errors[0]["extensions"] == {"code": "INVALID_INPUT", "field": "duration_seconds"}
+
+
+async def test_social_post_fits_the_platform(server: Server, token: str) -> None:
+    post_input = {
+        "platform": "XIAOHONGSHU",
+        "topic": "周末在家做手冲咖啡的三个小技巧",
+        "hashtags": ["手冲咖啡", "周末生活"],
+        "title": "在家也能做出咖啡馆味道的手冲咖啡秘诀",
+    }
+    events, creation = await run_tool(server, token, "socialPost", "SocialPostInput", post_input)
+    result = creation["result"]
+    assert len(result["title"]) <= 20
+    assert result["length"] <= result["limit"] == 1000
+    assert "#手冲咖啡#" in result["text"] and "#周末生活#" in result["text"]
+    assert text_of(events).endswith(result["text"])
+    x_input = {"platform": "X", "topic": "data science tips", "hashtags": ["data science"]}
+    _events, creation = await run_tool(server, token, "socialPost", "SocialPostInput", x_input)
+    assert "#DataScience" in creation["result"]["text"]
+    assert creation["result"]["length"] <= 280
+
+
+CREATE_LEXICON = """
+mutation C($input: CreateLexiconInput!) { createLexicon(input: $input) { ... on Lexicon { id } } }
+"""
+
+
+async def test_translate_applies_the_lexicon_and_is_honest_on_the_dev_engine(
+    server: Server, client: GraphQLClient, token: str
+) -> None:
+    lexicon = await client.query(
+        CREATE_LEXICON,
+        {
+            "input": {
+                "name": "ml",
+                "sourceLang": "en",
+                "targetLang": "zh",
+                "entries": [
+                    {"source": "machine learning", "target": "机器学习"},
+                    {"source": "machine learning model", "target": "机器学习模型"},
+                ],
+            }
+        },
+        token,
+    )
+    lexicon_id = lexicon["createLexicon"]["id"]
+    translate_input = {
+        "text": "Our Machine Learning Model beats every machine learning baseline.",
+        "targetLang": "zh",
+        "lexiconId": lexicon_id,
+    }
+    events, creation = await run_tool(server, token, "translate", "TranslateInput", translate_input)
+    result = creation["result"]
+    assert result["translated"] is False and "dev-engine" in result["note"]
+    assert {(a["source"], a["count"]) for a in result["applied"]} == {
+        ("machine learning model", 1),
+        ("machine learning", 1),
+    }
+    assert text_of(events) == "Our 机器学习模型 beats every 机器学习 baseline."
+    # someone else's lexicon, and a lexicon for another language pair, are refused
+    stranger = await client.register()
+    for tool_input, user, code in (
+        (translate_input, stranger, "NOT_FOUND"),
+        ({**translate_input, "targetLang": "ja"}, token, "INVALID_INPUT"),
+        ({**translate_input, "targetLang": "xx"}, token, "INVALID_INPUT"),
+    ):
+        async with open_socket(server.ws_url, user) as sock:
+            await sock.subscribe(subscription("translate", "TranslateInput"), {"input": tool_input})
+            message = await sock.receive()
+        errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+        assert errors[0]["extensions"]["code"] == code
+
+
+async def test_swot_sorts_facts_and_honours_the_template(server: Server, token: str) -> None:
+    swot_input = {
+        "subject": "a neighbourhood coffee roastery",
+        "facts": [
+            "Our roasting team has won regional awards",
+            "We lack an online shop",
+            "Demand for specialty coffee is rising in the city",
+            "A new competitor is entering the market",
+            "The shop has a blue door",
+        ],
+        "template": {"items": 3, "strategies": 1},
+    }
+    _events, creation = await run_tool(server, token, "swot", "SwotInput", swot_input)
+    result = creation["result"]
+    for quadrant in ("strengths", "weaknesses", "opportunities", "threats"):
+        assert len(result[quadrant]) == 3
+    assert result["strengths"][0]["source"] == "fact" and "award" in result["strengths"][0]["item"]
+    assert result["weaknesses"][0]["source"] == "fact"
+    assert result["threats"][0]["source"] == "fact"
+    assert [u["fact"] if isinstance(u, dict) else u for u in result["unclassified"]] == [
+        "The shop has a blue door"
+    ]
+    assert {cell: len(items) for cell, items in result["strategies"].items()} == {
+        "SO": 1,
+        "ST": 1,
+        "WO": 1,
+        "WT": 1,
+    }
+
+
+async def test_code_extracts_and_checks_the_block(server: Server, token: str) -> None:
+    code_input = {"language": "PYTHON", "task": "reverse a string", "maxTokens": 40}
+    _events, creation = await run_tool(server, token, "code", "CodeInput", code_input)
+    result = creation["result"]
+    assert result["language"] == "python"
+    assert set(result) >= {"code", "blocks", "language_check", "detected_language", "syntax_ok"}
