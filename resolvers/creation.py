@@ -53,7 +53,9 @@ async def start_creation(
     if tool.prepare is not None:
         data = await tool.prepare(data, user)
         tool.validate(data)
-    key = request_key(tool.name, data, runner.model_label(tool.name))
+    variant, backend = runner.choose(tool.name)
+    served_by = f"{variant.backend}/{variant.model}/{variant.version}/{variant.adapter}"
+    key = request_key(tool.name, data, served_by)
     # Fast runs are stored RUNNING and handed over: no second read before the model starts.
     fast = tool.mode is Mode.FAST
     creation = await Creation.create(
@@ -61,7 +63,8 @@ async def start_creation(
         tool=tool.name,
         input=data,
         status=CreationStatus.RUNNING if fast else CreationStatus.QUEUED,
-        model=runner.engine_name,
+        model=backend,
+        variant=variant.name,
         cache_key=key,
     )
     source = await cache.source_for(key, data, str(creation.id))

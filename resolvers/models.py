@@ -50,6 +50,7 @@ class Creation(Model):
     output = fields.TextField(default="")
     result: dict[str, Any] | None = fields.JSONField(null=True)
     model = fields.CharField(max_length=128, default="")
+    variant = fields.CharField(max_length=40, null=True)  # the routing variant that served it
     prompt_tokens = fields.IntField(default=0)
     completion_tokens = fields.IntField(default=0)
     error_code = fields.CharField(max_length=64, null=True)

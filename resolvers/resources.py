@@ -25,6 +25,7 @@ from resolvers.cache import Cache
 from resolvers.feed import Feed
 from resolvers.history import History
 from resolvers.models import Creation, CreationStatus
+from resolvers.routing import Router, Variant
 from resolvers.runner import Batching, Runner
 from resolvers.settings import Settings
 from resolvers.tools import TOOLS
@@ -105,6 +106,7 @@ async def open_core(
     own_redis = redis is None
     redis = redis if redis is not None else make_redis(settings)
     engine = engine if engine is not None else make_engine(settings)
+    dev = DevEngine(token_delay=settings.dev_token_delay)  # always there, e.g. as a fallback
     if settings.database_url is None:
         # Embedded: one process owns the SQLite file, so it migrates it on start.
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -128,12 +130,19 @@ async def open_core(
         ttl_seconds=settings.cache_ttl_overrides,
         default_ttl=settings.cache_ttl_seconds,
     )
+    router = Router(
+        settings.routes,
+        {settings.engine_kind: engine, **({} if settings.engine_kind == "dev" else {"dev": dev})},
+        defaults={
+            name: Variant(name="default", backend=settings.engine_kind, model=tool.model(settings))
+            for name, tool in TOOLS.items()
+        },
+    )
     runner = Runner(
         cache=cache,
         feed=feed,
         bus=bus,
-        engine=engine,
-        models={name: tool.model(settings) for name, tool in TOOLS.items()},
+        router=router,
         batching=Batching(settings.batch_interval_ms / 1000, settings.batch_max_tokens),
     )
     await runner.start()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from inference.base import Delta, Engine, InferenceError, Piece, Stage, Structured, Usage
+from inference.base import Delta, InferenceError, Piece, Stage, Structured, Usage
 from resolvers import keys
 from resolvers.bus import Bus
 from resolvers.cache import Cache
@@ -28,6 +28,7 @@ from resolvers.events import Event, EventKind
 from resolvers.feed import Feed
 from resolvers.history import StaleProducer
 from resolvers.models import Creation, CreationStatus
+from resolvers.routing import RoutedEngine, Router, Variant
 from resolvers.tools import TOOLS
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class _Run:
     resumed: bool = False
     result: dict[str, Any] | None = None
     pieces: AsyncIterator[Piece] | None = None  # a copy of another creation's answer
+    engine: RoutedEngine | None = None
     creation: Creation | None = None
     cancel_requested: bool = False
     pump: asyncio.Task[None] | None = None
@@ -86,15 +88,13 @@ class Runner:
         *,
         feed: Feed,
         bus: Bus,
-        engine: Engine,
-        models: dict[str, str],
+        router: Router,
         batching: Batching,
         cache: Cache,
     ) -> None:
         self._feed = feed
         self._bus = bus
-        self._engine = engine
-        self._models = models
+        self._router = router
         self._batching = batching
         self._cache = cache
         self._runs: dict[str, _Run] = {}
@@ -112,14 +112,10 @@ class Runner:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    @property
-    def engine_name(self) -> str:
-        """Label of the backend this runner generates with (`dev-engine`, `triton`)."""
-        return self._engine.name
-
-    def model_label(self, tool: str) -> str:
-        """Backend and model a tool's answers come from (part of the cache key)."""
-        return f"{self._engine.name}/{self._models.get(tool, tool)}"
+    def choose(self, tool: str) -> tuple[Variant, str]:
+        """A routing variant for a new creation, and the label of the backend it uses."""
+        variant = self._router.choose(tool)
+        return variant, self._router.engine(tool, variant.name).name
 
     def spawn(
         self, creation: Creation, pieces: AsyncIterator[Piece] | None = None
@@ -149,7 +145,7 @@ class Runner:
         if creation is None or creation.status.terminal:
             return None if creation is None else creation.status
         claimed = await Creation.filter(id=creation_id, status=CreationStatus.QUEUED).update(
-            status=CreationStatus.RUNNING, model=self._engine.name
+            status=CreationStatus.RUNNING
         )
         if not claimed and creation.status is not CreationStatus.RUNNING:
             return None
@@ -225,12 +221,12 @@ class Runner:
             # Start the model first: `started` is written while it makes the first token.
             pieces = state.pieces
             if pieces is None:
-                tool = TOOLS[creation.tool]
-                model = self._models.get(tool.name, tool.name)
-                pieces = tool.run(self._engine, creation.input, model, state.creation_id)
+                engine = state.engine = self._router.engine(creation.tool, creation.variant)
+                model = engine.variant.model
+                pieces = TOOLS[creation.tool].run(engine, creation.input, model, state.creation_id)
             state.pump = _start_pump(pieces, queue)
         if state.seq == 0:
-            await self._emit(state, EventKind.STARTED, model=self._engine.name)
+            await self._emit(state, EventKind.STARTED, model=creation.model)
         return queue
 
     async def _produce(self, state: _Run, queue: asyncio.Queue[Piece | _End]) -> CreationStatus:
@@ -316,6 +312,7 @@ class Runner:
             status=status,
             output=output,
             result=state.result,
+            **_served(state.engine),
             prompt_tokens=state.usage.prompt_tokens,
             completion_tokens=state.usage.completion_tokens,
             error_code=code or None,
@@ -392,6 +389,13 @@ class Runner:
         data = json.loads(message)
         if isinstance(data, dict) and isinstance(data.get("cancel"), str):
             self._cancel_local(data["cancel"])
+
+
+def _served(engine: RoutedEngine | None) -> dict[str, str]:
+    """The backend and variant that really served a run (a fallback may have taken over)."""
+    if engine is None:
+        return {}
+    return {"model": engine.name, "variant": engine.served_by.name}
 
 
 def _start_pump(

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from resolvers.routing import Variant
+
 _UNSAFE_SECRETS = {"changethis", "secret", "changeme", "dev"}
 
 
@@ -56,6 +58,11 @@ class Settings(BaseSettings):
     swot_model: str = Field("writer", description="Triton model name of the swot tool")
     tarot_model: str = Field("writer", description="Triton model name of the tarot tool")
     video_model: str = Field("writer", description="Triton model name of the videoScript tool")
+    routes: dict[str, list[Variant]] = Field(
+        default_factory=dict,
+        description="per tool: backend/model variants with weights and a fallback (JSON); "
+        "see resolvers/routing.py",
+    )
     dev_token_delay: float = Field(0.02, ge=0, le=1, description="dev engine seconds per token")
     triton_stream_timeout: float = Field(600, gt=0, description="deadline of one Triton stream")
     triton_idle_timeout: float = Field(30, gt=0, description="max seconds between two tokens")
