@@ -57,7 +57,7 @@ async def start_creation(
     served_by = f"{variant.backend}/{variant.model}/{variant.version}/{variant.adapter}"
     key = request_key(tool.name, data, served_by)
     # Fast runs are stored RUNNING and handed over: no second read before the model starts.
-    fast = tool.mode is Mode.FAST
+    fast = tool.mode_for(data) is Mode.FAST
     creation = await Creation.create(
         owner_id=user.user_id,
         tool=tool.name,

@@ -43,7 +43,9 @@ async def settle(creation_id: str, *, feed: Feed, queue: JobQueue) -> None:
         return
     if (datetime.now(UTC) - creation.created_at).total_seconds() < feed.lease_seconds:
         return  # just created: its runner may not hold the lease yet
-    if get_tool(creation.tool).mode is Mode.LONG and await queue.pending(creation_id):
+    if get_tool(creation.tool).mode_for(creation.input) is Mode.LONG and await queue.pending(
+        creation_id
+    ):
         return  # a worker will (re)try it
     await end_creation(
         creation_id,

@@ -79,6 +79,7 @@ class Tool:
     model_setting: str
     enums: Mapping[type[Enum], EnumDoc] = field(default_factory=dict)
     check: Check | None = None  # builds the engine's spec, whose ValueErrors are input errors
+    long_when: Callable[[Mapping[str, Any]], bool] | None = None  # FAST tool, LONG request
     prepare: Prepare | None = None  # completes the input with the caller's stored data
 
     def parse(self, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,6 +103,12 @@ class Tool:
         except ValueError as exc:
             match = _FIELD_PREFIX.match(str(exc))
             raise InvalidInput(str(exc), field=match.group(1) if match else None) from exc
+
+    def mode_for(self, data: Mapping[str, Any]) -> Mode:
+        """Where this request runs: a fast tool sends very large requests to a worker."""
+        if self.mode is Mode.FAST and self.long_when is not None and self.long_when(data):
+            return Mode.LONG
+        return self.mode
 
     def model(self, settings: Settings) -> str:
         """The model name this tool asks its backend for."""

@@ -13,6 +13,7 @@ from resolvers.tools.base import MAX_SEED, EnumDoc, Mode, Tool, ToolInput
 
 MAX_PROMPT_CHARS = 8_000
 MAX_WRITE_TOKENS = 4_096
+LONG_FROM_TOKENS = 2_048  # longer pieces run on a worker: minutes of generation
 
 
 class WriteInput(ToolInput):
@@ -57,11 +58,12 @@ def _run(
 TOOL = Tool(
     name="write",
     description="Creative writing (story, poem, essay, marketing copy, script dialogue), "
-    "streamed token by token.",
+    f"streamed token by token. Requests over {LONG_FROM_TOKENS} maxTokens run on a worker.",
     mode=Mode.FAST,
     input_model=WriteInput,
     run=_run,
     model_setting="write_model",
+    long_when=lambda data: data["max_tokens"] > LONG_FROM_TOKENS,
     enums={
         Genre: EnumDoc(
             "Kind of creative text.",

@@ -198,3 +198,23 @@ async def test_code_extracts_and_checks_the_block(server: Server, token: str) ->
     result = creation["result"]
     assert result["language"] == "python"
     assert set(result) >= {"code", "blocks", "language_check", "detected_language", "syntax_ok"}
+
+
+async def test_a_very_long_write_goes_to_the_worker(
+    server: Server, client: GraphQLClient, token: str, worker: None
+) -> None:
+    start = """
+    mutation W($input: WriteInput!) { write(input: $input) { ... on Creation { id status } } }
+    """
+    short = await client.query(start, {"input": {"prompt": "short", "maxTokens": 10}}, token)
+    long = await client.query(start, {"input": {"prompt": "long", "maxTokens": 3000}}, token)
+    assert short["write"]["status"] == "RUNNING"  # fast: already generating here
+    assert long["write"]["status"] == "QUEUED"  # long: waiting for a worker
+    async with open_socket(server.ws_url, token) as sock:
+        query = """
+        subscription E($id: ID!) { creationEvents(id: $id) { __typename
+          ... on CreationCompleted { usage { completionTokens } } } }
+        """
+        op = await sock.subscribe(query, {"id": long["write"]["id"]})
+        events = events_of(await sock.collect(op, timeout=60))
+    assert events[-1]["usage"]["completionTokens"] == 3000
