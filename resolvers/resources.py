@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from inference.base import Engine
 from inference.dev import DevEngine
+from inference.openai_compat import OpenAIConfig, OpenAIEngine
 from inference.triton import TritonConfig, TritonEngine
 from resolvers import db
 from resolvers.auth import Auth
@@ -130,9 +131,21 @@ async def open_core(
         ttl_seconds=settings.cache_ttl_overrides,
         default_ttl=settings.cache_ttl_seconds,
     )
+    engines: dict[str, Engine] = {"dev": dev, settings.engine_kind: engine}
+    if settings.openai_base_url:
+        engines["openai"] = OpenAIEngine(
+            OpenAIConfig(
+                base_url=settings.openai_base_url,
+                api_key=settings.openai_api_key.get_secret_value()
+                if settings.openai_api_key
+                else "",
+                timeout=settings.openai_timeout,
+                max_retries=settings.openai_max_retries,
+            )
+        )
     router = Router(
         settings.routes,
-        {settings.engine_kind: engine, **({} if settings.engine_kind == "dev" else {"dev": dev})},
+        engines,
         defaults={
             name: Variant(name="default", backend=settings.engine_kind, model=tool.model(settings))
             for name, tool in TOOLS.items()
@@ -152,7 +165,8 @@ async def open_core(
     finally:
         await runner.stop()
         await bus.stop()
-        await engine.aclose()
+        for backend in {id(e): e for e in engines.values()}.values():
+            await backend.aclose()
         if own_redis:
             await redis.aclose()
         await db.close_db()

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
         None, description="redis://host:6379/0; unset = in-process Redis and job runner"
     )
     triton_url: str | None = Field(None, description="host:port of Triton's gRPC endpoint")
+    openai_base_url: str | None = Field(
+        None, description="an OpenAI-compatible API (DeepSeek, OpenAI...): the 'openai' backend"
+    )
+    openai_api_key: SecretStr | None = Field(None, description="its API key")
+    openai_timeout: float = Field(60, gt=0, description="seconds to headers and between chunks")
+    openai_max_retries: int = Field(3, ge=0, le=10, description="on 429/5xx, before any text")
     engine: Literal["auto", "dev", "triton"] = Field(
         "auto", description="auto = triton when CK_TRITON_URL is set, else the dev engine"
     )
@@ -55,6 +61,8 @@ class Settings(BaseSettings):
     social_model: str = Field(
         "writer", description="Triton model of socialPost (the LoRA adapter is per platform)"
     )
+    caption_model: str = Field("clip", description="Triton model name of imageCaption")
+    transcribe_model: str = Field("whisper", description="Triton model name of transcribe")
     swot_model: str = Field("writer", description="Triton model name of the swot tool")
     tarot_model: str = Field("writer", description="Triton model name of the tarot tool")
     video_model: str = Field("writer", description="Triton model name of the videoScript tool")

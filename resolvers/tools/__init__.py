@@ -12,7 +12,18 @@ import importlib
 from resolvers.errors import InvalidInput
 from resolvers.tools.base import MAX_SEED, EnumDoc, Mode, Tool, ToolInput, check_text
 
-_MODULES = ("write", "translate", "code", "social", "swot", "tarot", "report", "video")
+_MODULES = (
+    "write",
+    "translate",
+    "code",
+    "social",
+    "swot",
+    "tarot",
+    "caption",
+    "transcribe",
+    "report",
+    "video",
+)
 
 TOOLS: dict[str, Tool] = {}
 for _module in _MODULES:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import wave
 from typing import Any
 
 import pytest
@@ -11,7 +14,7 @@ from tests.schema.test_subscriptions import assert_well_formed, events_of, text_
 
 RESULT_FIELDS = """
   __typename seq
-  ... on TokenDelta { text }
+  ... on TokenDelta { text firstSeq }
   ... on Progress { stage fraction }
   ... on CreationCompleted { creation { status result cached } }
   ... on CreationFailed { code message }
@@ -218,3 +221,63 @@ async def test_a_very_long_write_goes_to_the_worker(
         op = await sock.subscribe(query, {"id": long["write"]["id"]})
         events = events_of(await sock.collect(op, timeout=60))
     assert events[-1]["usage"]["completionTokens"] == 3000
+
+
+def _png(width: int, height: int, colour: tuple[int, int, int]) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _wav(seconds: float) -> str:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x00\x00" * int(8000 * seconds))
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+async def test_image_caption_on_the_dev_engine_describes_only_what_it_measured(
+    server: Server, token: str
+) -> None:
+    image = {"imageBase64": _png(300, 200, (0, 0, 128))}
+    events, creation = await run_tool(server, token, "imageCaption", "ImageCaptionInput", image)
+    result = creation["result"]
+    assert (result["width"], result["height"], result["orientation"]) == (300, 200, "landscape")
+    assert result["model_caption"] is False and "cannot see" in result["note"]
+    assert "300" in text_of(events) and "navy" in text_of(events).lower()
+
+
+async def test_transcribe_without_a_speech_model_is_a_typed_failure(
+    server: Server, token: str
+) -> None:
+    async with open_socket(server.ws_url, token) as sock:
+        op = await sock.subscribe(
+            subscription("transcribe", "TranscribeInput"), {"input": {"audioBase64": _wav(1.5)}}
+        )
+        events = events_of(await sock.collect(op))
+    assert_well_formed(events)
+    assert events[-1]["__typename"] == "CreationFailed"
+    assert events[-1]["code"] == "MODEL_UNAVAILABLE"
+
+
+@pytest.mark.parametrize(
+    ("tool", "input_type", "tool_input", "field"),
+    [
+        ("imageCaption", "ImageCaptionInput", {"imageBase64": "not base64!!"}, "image_base64"),
+        ("imageCaption", "ImageCaptionInput", {"imageBase64": "aGVsbG8gd29ybGQ="}, "image_base64"),
+        ("transcribe", "TranscribeInput", {"audioBase64": "aGVsbG8gd29ybGQ="}, "audio_base64"),
+    ],
+)
+async def test_bad_media_is_refused_before_anything_runs(  # noqa: PLR0917 (parametrized)
+    server: Server, token: str, tool: str, input_type: str, tool_input: dict[str, Any], field: str
+) -> None:
+    async with open_socket(server.ws_url, token) as sock:
+        await sock.subscribe(subscription(tool, input_type), {"input": tool_input})
+        message = await sock.receive()
+    errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+    assert errors[0]["extensions"] == {"code": "INVALID_INPUT", "field": field}

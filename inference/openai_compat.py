@@ -1,0 +1,267 @@
+"""Generation through an OpenAI-compatible chat completions API (OpenAI, DeepSeek, ...).
+
+One request is one streamed chat completion with a single user message. We retry ourselves
+(the SDK's retries are off): 429, 5xx and connection failures are retried with exponential
+backoff and jitter, honouring a capped `Retry-After`, but only until the first token was
+yielded, since a retry after that would repeat text the caller already has.
+`GenerationRequest.parameters` are not sent: they name Triton-side variants (LoRA adapters,
+model versions) that providers do not know.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+from openai.types.chat import ChatCompletionChunk
+
+from inference.base import (
+    BadInput,
+    Completion,
+    Delta,
+    GenerationRequest,
+    InferenceError,
+    InferenceTimeout,
+    ModelUnavailable,
+    Usage,
+    count_tokens,
+)
+
+MAX_RETRIES_LIMIT = 10
+_RETRYABLE_STATUS = frozenset({408, 409, 429})
+_READY_TIMEOUT = 5.0
+_SUMMARY_CHARS = 300
+
+
+@dataclass(frozen=True)
+class OpenAIConfig:
+    """Where the provider listens and how patiently we call it; times are in seconds.
+
+    `timeout` bounds the wait for the response headers and between two chunks; `max_backoff`
+    caps both our backoff and the provider's `Retry-After`.
+    """
+
+    base_url: str
+    api_key: str = field(repr=False)
+    timeout: float = 60.0
+    max_retries: int = 3
+    backoff: float = 0.5
+    max_backoff: float = 20.0
+    organization: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("timeout", "max_backoff"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"OpenAIConfig.{name} must be positive")
+        if not self.backoff >= 0:
+            raise ValueError("OpenAIConfig.backoff must be >= 0")
+        if not 0 <= self.max_retries <= MAX_RETRIES_LIMIT:
+            raise ValueError(f"OpenAIConfig.max_retries must be between 0 and {MAX_RETRIES_LIMIT}")
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way a new attempt may fix; `error` is what to raise otherwise."""
+
+    def __init__(self, error: InferenceError, retry_after: float | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+class OpenAIEngine:
+    """The `Engine` for models behind an OpenAI-compatible API; one SDK client per engine."""
+
+    name = "openai"
+
+    def __init__(self, config: OpenAIConfig) -> None:
+        self.config = config
+        self._client: openai.AsyncOpenAI | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"OpenAIEngine({self.config!r})"
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Yield the model's text as it comes; closing the iterator closes the HTTP response."""
+        async with aclosing(self._generate(request, [])) as deltas:
+            async for delta in deltas:
+                yield delta
+
+    async def complete(self, request: GenerationRequest) -> Completion:
+        """Generate the whole text; usage is the provider's when its last chunk reports it."""
+        reported: list[Usage] = []
+        parts: list[str] = []
+        tokens = 0
+        async with aclosing(self._generate(request, reported)) as deltas:
+            async for delta in deltas:
+                parts.append(delta.text)
+                tokens += delta.tokens
+        usage = reported[-1] if reported else Usage(count_tokens(request.prompt), tokens)
+        return Completion(text="".join(parts), usage=usage, model=request.model)
+
+    async def ready(self) -> bool:
+        """True when the provider lists its models within a few seconds; never raises."""
+        timeout = min(_READY_TIMEOUT, self.config.timeout)
+        try:
+            client = self._connection()
+            async with asyncio.timeout(timeout):
+                await client.models.list(timeout=timeout)
+        except (InferenceError, openai.OpenAIError, TimeoutError):
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        """Close the HTTP client; the engine is unusable afterwards."""
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def _generate(
+        self, request: GenerationRequest, reported: list[Usage]
+    ) -> AsyncGenerator[Delta, None]:
+        client = self._connection()
+        arguments = _arguments(request)
+        attempt = 0
+        while True:
+            attempt += 1
+            yielded = False
+            deltas = self._attempt(client, arguments, request.model, reported)
+            try:
+                async with aclosing(deltas):
+                    async for delta in deltas:
+                        yielded = True
+                        yield delta
+                return
+            except _Retryable as failure:
+                if yielded or attempt > self.config.max_retries:
+                    raise failure.error from failure.__cause__
+                delay = self._delay(attempt, failure.retry_after)
+            await asyncio.sleep(delay)
+
+    async def _attempt(
+        self,
+        client: openai.AsyncOpenAI,
+        arguments: dict[str, Any],
+        model: str,
+        reported: list[Usage],
+    ) -> AsyncGenerator[Delta, None]:
+        timeout = self.config.timeout
+        chunks: openai.AsyncStream[ChatCompletionChunk] | None = None
+        finished = False
+        try:
+            try:
+                async with asyncio.timeout(timeout):
+                    chunks = await client.chat.completions.create(**arguments)
+            except (openai.OpenAIError, TimeoutError) as exc:
+                raise self._translate(exc, model) from exc
+            while True:
+                try:
+                    async with asyncio.timeout(timeout):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except (openai.OpenAIError, TimeoutError) as exc:
+                    raise self._translate(exc, model) from exc
+                if chunk.usage is not None:
+                    reported.append(Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens))
+                for choice in chunk.choices:
+                    finished = finished or choice.finish_reason is not None
+                    if choice.delta.content:
+                        yield Delta(choice.delta.content, 1)
+            if not finished:
+                # The SDK ends quietly when the connection closes cleanly before [DONE].
+                raise _Retryable(
+                    ModelUnavailable(f"{model}: the stream ended before the model finished"), None
+                )
+        finally:
+            if chunks is not None:
+                await chunks.close()
+
+    def _translate(self, exc: openai.OpenAIError | TimeoutError, model: str) -> Exception:
+        """Our error (or `_Retryable` wrapping it) for an SDK failure; chain it with `from`."""
+        if isinstance(exc, TimeoutError | openai.APITimeoutError):
+            return InferenceTimeout(f"{model}: no answer within {self.config.timeout} s")
+        if isinstance(exc, openai.APIConnectionError):
+            return _Retryable(ModelUnavailable(f"{model}: cannot reach the provider"), None)
+        if not isinstance(exc, openai.APIStatusError):
+            return ModelUnavailable(f"{model}: {self._summary(exc)}")
+        status = exc.status_code
+        if status in (401, 403):
+            return ModelUnavailable("provider refused the credentials")
+        summary = f"{model}: HTTP {status}: {self._summary(exc)}"
+        if status in _RETRYABLE_STATUS or status >= 500:
+            return _Retryable(ModelUnavailable(summary), _retry_after(exc.response.headers))
+        return BadInput(summary)
+
+    def _summary(self, exc: openai.OpenAIError) -> str:
+        body = getattr(exc, "body", None)
+        message = body.get("message") if isinstance(body, dict) else None
+        text = " ".join(str(message or getattr(exc, "message", exc)).split())[:_SUMMARY_CHARS]
+        # Some providers echo (part of) the key they refused; never pass it on.
+        return text.replace(self.config.api_key, "***") if self.config.api_key else text
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.config.max_backoff)
+        ceiling = min(self.config.backoff * 2.0 ** (attempt - 1), self.config.max_backoff)
+        # Half fixed, half random: spread clients that failed together, never retry at once.
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def _connection(self) -> openai.AsyncOpenAI:
+        if self._closed:
+            raise ModelUnavailable("the OpenAI engine is closed")
+        loop = asyncio.get_running_loop()
+        if self._client is None:
+            # The SDK's httpx pool belongs to the loop that opened it, hence lazily, in the loop.
+            self._client = openai.AsyncOpenAI(
+                api_key=self.config.api_key,
+                base_url=self.config.base_url,
+                organization=self.config.organization,
+                timeout=self.config.timeout,
+                max_retries=0,
+            )
+            self._loop = loop
+        elif loop is not self._loop:
+            raise RuntimeError("OpenAIEngine is bound to another event loop")
+        return self._client
+
+
+def _arguments(request: GenerationRequest) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "model": request.model,
+        "messages": [{"role": "user", "content": request.prompt}],
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if request.seed is not None:
+        arguments["seed"] = request.seed
+    return arguments
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds the provider asks us to wait (`retry-after-ms`, `Retry-After` seconds or date)."""
+    try:
+        milliseconds = headers.get("retry-after-ms")
+        if milliseconds is not None:
+            return max(0.0, float(milliseconds) / 1000)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            moment = email.utils.parsedate_to_datetime(value)
+            return max(0.0, moment.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
+        return None

@@ -1,0 +1,76 @@
+"""The imageCaption tool: an image to a caption (CLIP on Triton), honest on the dev engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from inference import caption, media
+from inference.base import BadInput, Engine, Piece
+from resolvers.tools.base import EnumDoc, Mode, Tool, ToolInput
+from resolvers.tools.media import MAX_INLINE_BASE64, MAX_INLINE_BYTES, decode_inline
+
+
+class ImageCaptionInput(ToolInput):
+    """The image to caption."""
+
+    image_base64: str = Field(
+        min_length=4,
+        max_length=MAX_INLINE_BASE64,
+        description=f"The image (PNG, JPEG, WebP or GIF), base64, at most {MAX_INLINE_BYTES:,} "
+        f"bytes decoded and {media.MAX_IMAGE_PIXELS:,} pixels.",
+    )
+    style: caption.CaptionStyle = Field(caption.CaptionStyle.SHORT, description="Caption kind.")
+    language: str = Field("en", min_length=2, max_length=16, description="Caption language.")
+    max_tokens: int = Field(
+        caption.DEFAULT_CAPTION_TOKENS, ge=8, le=1_024, description="Length, 8 to 1024 tokens."
+    )
+
+    @field_validator("image_base64")
+    @classmethod
+    def _an_image(cls, value: str) -> str:
+        try:
+            media.sniff_image(decode_inline(value))
+        except BadInput as exc:  # pydantic reports ValueErrors as input errors
+            raise ValueError(str(exc)) from None
+        return value
+
+
+def _spec(data: Mapping[str, Any]) -> caption.CaptionSpec:
+    return caption.CaptionSpec(
+        image=decode_inline(data["image_base64"]),
+        style=caption.CaptionStyle(data["style"]),
+        language=data["language"],
+        max_tokens=data["max_tokens"],
+    )
+
+
+def _run(
+    engine: Engine, data: Mapping[str, Any], model: str, request_id: str
+) -> AsyncIterator[Piece]:
+    return caption.caption(engine, _spec(data), model=model, request_id=request_id)
+
+
+TOOL = Tool(
+    name="imageCaption",
+    description="Image caption (CLIP on Triton in production). The image's size, orientation, "
+    "dominant colours and brightness are measured; the dev engine, which cannot see, "
+    "captions from those measurements only and says so (model_caption: false).",
+    mode=Mode.FAST,
+    input_model=ImageCaptionInput,
+    run=_run,
+    model_setting="caption_model",
+    check=_spec,
+    enums={
+        caption.CaptionStyle: EnumDoc(
+            "How to caption an image.",
+            {
+                caption.CaptionStyle.SHORT: "One line.",
+                caption.CaptionStyle.DETAILED: "A fuller description.",
+                caption.CaptionStyle.ALT_TEXT: "Accessible alt text.",
+            },
+        )
+    },
+)
