@@ -51,12 +51,15 @@ class RoutedEngine:
         self.served_by = variant  # the fallback once it took over
 
     def _for(self, variant: Variant, request: GenerationRequest) -> GenerationRequest:
+        # The tool already asked for the variant's model (and may have refined it, e.g. one
+        # OPUS-MT model per language pair); only a fallback switches to another model.
         parameters = dict(request.parameters)
         if variant.version:
             parameters.setdefault("model_version", variant.version)
         if variant.adapter:
             parameters.setdefault("lora_adapter", variant.adapter)
-        return dataclasses.replace(request, model=variant.model, parameters=parameters)
+        model = request.model if variant is self.variant else variant.model
+        return dataclasses.replace(request, model=model, parameters=parameters)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """The chosen variant's stream, or the fallback's if it fails before any text."""

@@ -18,6 +18,7 @@ from tests.schema.test_subscriptions import (
     first_text,
     text_of,
 )
+from tests.schema.test_tools import _png, run_tool
 
 CANCEL = "mutation C($id: ID!) { cancelCreation(id: $id) { __typename } }"
 
@@ -85,3 +86,45 @@ async def test_unreachable_triton_fails_typed_and_readiness_goes_red(settings: S
     assert data["write"]["output"] == ""
     assert ready.status_code == 503
     assert ready.json()["checks"]["engine"] is False
+
+
+async def test_translate_on_triton_honours_the_lexicon(settings: Settings, triton_url: str) -> None:
+    async with serving(settings, engine="triton", triton_url=triton_url) as (
+        server,
+        graphql,
+        token,
+    ):
+        lexicon = await graphql.query(
+            """mutation C($input: CreateLexiconInput!) {
+                 createLexicon(input: $input) { ... on Lexicon { id } } }""",
+            {
+                "input": {
+                    "name": "terms",
+                    "sourceLang": "en",
+                    "targetLang": "zh",
+                    "entries": [{"source": "neural network", "target": "神经网络"}],
+                }
+            },
+            token,
+        )
+        tool_input = {
+            "text": "A Neural Network learns.",
+            "sourceLang": "en",
+            "targetLang": "zh",
+            "lexiconId": lexicon["createLexicon"]["id"],
+        }
+        events, creation = await run_tool(server, token, "translate", "TranslateInput", tool_input)
+    result = creation["result"]
+    assert result["translated"] is True and result["lexicon_ok"] is True
+    assert result["model"] == "opus-mt-en-zh"
+    assert text_of(events).split() == ["A译", "神经网络", "learns.译"]
+
+
+async def test_image_caption_on_triton_sends_the_image(settings: Settings, triton_url: str) -> None:
+    async with serving(settings, engine="triton", triton_url=triton_url) as (server, _, token):
+        image = _png(16, 16, (255, 0, 0))
+        events, creation = await run_tool(
+            server, token, "imageCaption", "ImageCaptionInput", {"imageBase64": image}
+        )
+    assert creation["result"]["model_caption"] is True
+    assert f"{len(image)} base64 characters" in text_of(events)

@@ -1,4 +1,5 @@
-"""A real Triton server (PyTriton) serving the `writer` generation model, for tests.
+"""A real Triton server (PyTriton) with test models: `writer` (generation), `opus-mt-en-zh`
+(a stand-in translator that keeps term tokens) and `clip` (a stand-in captioner).
 
 Run with the Debian-python venv: `.venv-triton/bin/python tests/triton/server.py --grpc-port P
 --http-port P2 --metrics-port P3`. Prints `READY grpc=127.0.0.1:P` when serving, stops on
@@ -82,6 +83,41 @@ def _make_infer(token_delay: float) -> Any:
     return infer
 
 
+TRANSLATOR = "opus-mt-en-zh"
+CAPTIONER = "clip"
+_PLACEHOLDER = re.compile(r"⟦\s*\d+\s*⟧")
+
+
+def _make_translator(token_delay: float) -> Any:
+    # A stand-in for OPUS-MT en->zh: each word becomes "<word>译" and the ⟦n⟧ term tokens pass
+    # through untouched, as a real model told to keep them would. It reads only
+    # prompt[text_start:], like a seq2seq model that takes no instruction.
+    async def infer(requests: list[Any]) -> AsyncIterator[list[dict[str, np.ndarray]]]:
+        request = requests[0]
+        prompt = request["prompt"][0].decode("utf-8")
+        start = int((request.parameters or {}).get("text_start", 0))
+        for piece in re.findall(r"⟦\s*\d+\s*⟧|\S+", prompt[start:]):
+            text = piece if _PLACEHOLDER.fullmatch(piece) else f"{piece}译"
+            if token_delay > 0:
+                await asyncio.sleep(token_delay)
+            yield [{"text": np.array([(" " + text).encode("utf-8")], dtype=np.object_)}]
+
+    return infer
+
+
+def _make_captioner() -> Any:
+    # A stand-in for CLIP: it proves the image reached the model by describing its bytes.
+    async def infer(requests: list[Any]) -> AsyncIterator[list[dict[str, np.ndarray]]]:
+        parameters = requests[0].parameters or {}
+        image = str(parameters.get("image_b64", ""))
+        kind = str(parameters.get("content_type", "unknown"))
+        caption = f"An image ({kind}, {len(image)} base64 characters) seen by the test model."
+        for word in caption.split(" "):
+            yield [{"text": np.array([(word + " ").encode("utf-8")], dtype=np.object_)}]
+
+    return infer
+
+
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--grpc-port", type=int, required=True)
@@ -133,6 +169,22 @@ def main(argv: list[str]) -> int:
                 outputs=[Tensor(name="text", dtype=np.bytes_, shape=(1,))],
                 config=ModelConfig(decoupled=True, batching=False),
             )
+            for name, infer in (
+                (TRANSLATOR, _make_translator(args.token_delay)),
+                (CAPTIONER, _make_captioner()),
+            ):
+                triton.bind(
+                    model_name=name,
+                    infer_func=infer,
+                    inputs=[
+                        Tensor(name="prompt", dtype=np.bytes_, shape=(1,)),
+                        Tensor(name="max_tokens", dtype=np.int32, shape=(1,)),
+                        Tensor(name="temperature", dtype=np.float32, shape=(1,)),
+                        Tensor(name="seed", dtype=np.int64, shape=(1,)),
+                    ],
+                    outputs=[Tensor(name="text", dtype=np.bytes_, shape=(1,))],
+                    config=ModelConfig(decoupled=True, batching=False),
+                )
             triton.run()
             # One write(2) of under PIPE_BUF bytes: tritonserver shares this stdout and print()
             # writes the text and its newline separately, letting a log line split the two.
