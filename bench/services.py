@@ -87,6 +87,8 @@ def server_env(services: Services, triton_url: str, **extra: str) -> dict[str, s
         CK_JWT_SECRET=JWT_SECRET,
         CK_ARGON2_TIME_COST="1",
         CK_ARGON2_MEMORY_KIB="1024",
+        # Every pair repeats the same seeded request: measure generation, not cache hits.
+        CK_CACHE_TTL_SECONDS="0",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

@@ -24,6 +24,16 @@ from resolvers.events import EventKind
 from resolvers.feed import Feed
 from resolvers.models import Creation, CreationStatus
 
+_IN_FLIGHT_SECONDS = 600
+# A cached answer, else claim the request as in flight, else who already runs it.
+_LOOKUP = """
+if ARGV[3] == '1' then
+  local cached = redis.call('GET', KEYS[1])
+  if cached then return {'cached', cached} end
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then return {'mine', ''} end
+return {'running', redis.call('GET', KEYS[2]) or ''}
+"""
 _REPLAY_CHARS = 256  # a cached answer is replayed in chunks of about this size
 _ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError)
 
@@ -54,22 +64,19 @@ class Cache:
         self._redis = redis
         self._ttl = ttl_seconds
         self._default_ttl = default_ttl
+        self._lookup = redis.register_script(_LOOKUP)
 
     async def source_for(self, key: str, data: Mapping[str, Any], creation_id: str) -> str | None:
         """The creation to copy (a cached answer or a run in flight), or None: then this
-        creation, `creation_id`, is now the run in flight for `key`."""
+        creation, `creation_id`, is now the run in flight for `key`. One round trip."""
         try:
-            if reproducible(data):
-                cached = await self._redis.get(keys.cache_entry(key))
-                if cached is not None:
-                    return _text(cached)
-            claimed = await self._redis.set(keys.in_flight(key), creation_id, nx=True, ex=600)
-            if claimed:
-                return None
-            running = await self._redis.get(keys.in_flight(key))
+            kind, source = await self._lookup(
+                keys=[keys.cache_entry(key), keys.in_flight(key)],
+                args=[creation_id, _IN_FLIGHT_SECONDS, "1" if reproducible(data) else "0"],
+            )
         except _ERRORS:
             return None
-        return _text(running) if running is not None else None
+        return None if _text(kind) == "mine" or not source else _text(source)
 
     async def finished(self, creation: Creation, tool: str) -> None:
         """Called when a run ends: remember a completed reproducible answer, free the key."""

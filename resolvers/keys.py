@@ -37,9 +37,9 @@ def job_id(creation_id: str) -> str:
 
 def cache_entry(key: str) -> str:
     """Points at the finished creation whose answer serves identical requests."""
-    return f"{PREFIX}:cache:{key}"
+    return f"{PREFIX}:cache:{{{key}}}"
 
 
 def in_flight(key: str) -> str:
     """Points at the creation now generating the answer to this request."""
-    return f"{PREFIX}:inflight:{key}"
+    return f"{PREFIX}:inflight:{{{key}}}"
