@@ -10,6 +10,7 @@ Errors raised by any backend::
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -145,3 +146,24 @@ async def collect(engine: Engine, request: GenerationRequest) -> Completion:
         usage=Usage(count_tokens(request.prompt), tokens),
         model=request.model,
     )
+
+
+@contextlib.asynccontextmanager
+async def relayed(
+    engine: Engine, request: GenerationRequest, parts: list[str]
+) -> AsyncIterator[AsyncIterator[Delta]]:
+    """The engine's deltas, their text kept in `parts`; the model stream is closed however
+    the caller stops (a cancelled tool stops the model's request too)."""
+    stream = engine.stream(request)
+
+    async def deltas() -> AsyncIterator[Delta]:
+        async for delta in stream:
+            parts.append(delta.text)
+            yield delta
+
+    try:
+        yield deltas()
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -25,6 +25,7 @@ from inference.base import (
     Structured,
     Usage,
     count_tokens,
+    relayed,
 )
 from inference.dev import NAME as DEV_ENGINE
 from inference.media import ImageInfo, decode_image
@@ -289,13 +290,7 @@ async def caption(
         },
     )
     parts: list[str] = []
-    stream = engine.stream(request)
-    try:
-        async for delta in stream:
-            parts.append(delta.text)
+    async with relayed(engine, request, parts) as deltas:
+        async for delta in deltas:
             yield delta
-    finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()  # a cancelled caption stops the model's request too
     yield Structured({**result, "caption": "".join(parts).strip(), "model_caption": True})

@@ -22,6 +22,7 @@ from inference.base import (
     Structured,
     Usage,
     count_tokens,
+    relayed,
 )
 from inference.dev import NAME as DEV_ENGINE
 from inference.media import AudioInfo, sniff_audio
@@ -96,15 +97,9 @@ async def transcribe(
         },
     )
     parts: list[str] = []
-    stream = engine.stream(request)
-    try:
-        async for delta in stream:
-            parts.append(delta.text)
+    async with relayed(engine, request, parts) as deltas:
+        async for delta in deltas:
             yield delta
-    finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()  # a cancelled transcription stops the model's request too
     yield Structured(
         {
             "language": spec.language,

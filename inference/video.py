@@ -24,6 +24,7 @@ from inference.base import (
     Structured,
     Usage,
     count_tokens,
+    relayed,
 )
 from inference.text_fit import (
     SENTENCE_END,
@@ -260,15 +261,9 @@ async def video_script(
             seed=None if spec.seed is None else spec.seed + scene.index,
         )
         parts: list[str] = []
-        stream = engine.stream(request)
-        try:
-            async for delta in stream:
-                parts.append(delta.text)
+        async with relayed(engine, request, parts) as deltas:
+            async for delta in deltas:
                 yield delta
-        finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()  # a cancelled script stops the model's request too
         written = parse_scene("".join(parts))
         voice_over = trim_voice_over(written.voice_over, scene.budget)
         if not voice_over and scene.role is SceneRole.CTA:
