@@ -89,3 +89,21 @@ class Lexicon(Model):
     class Meta:
         table = "lexicons"
         unique_together = (("owner_id", "name"),)
+
+
+class Preset(Model):
+    """A user's saved settings for a tool: a SWOT template or a tarot spread."""
+
+    id = fields.UUIDField(primary_key=True)
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="presets", on_delete=fields.CASCADE
+    )
+    owner_id: UUID
+    tool = fields.CharField(max_length=32)
+    name = fields.CharField(max_length=100)
+    data: dict[str, Any] = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "presets"
+        unique_together = (("owner_id", "tool", "name"),)

@@ -22,6 +22,7 @@ from schema.auth import AuthMutation, AuthQuery
 from schema.creations import CreationMutation, CreationQuery, CreationSubscription
 from schema.extensions import LoadersPerOperation, MaskUnexpectedErrors
 from schema.lexicons import LexiconMutation, LexiconQuery
+from schema.presets import PresetMutation, PresetQuery
 from schema.tool_fields import build_tool_types
 from schema.types.events import EVENT_TYPES
 
@@ -37,8 +38,10 @@ _GUARD_RULES = [
 ]
 
 ToolMutation, ToolSubscription = build_tool_types()
-Query = merge_types("Query", (AuthQuery, CreationQuery, LexiconQuery))
-Mutation = merge_types("Mutation", (AuthMutation, ToolMutation, CreationMutation, LexiconMutation))
+Query = merge_types("Query", (AuthQuery, CreationQuery, LexiconQuery, PresetQuery))
+Mutation = merge_types(
+    "Mutation", (AuthMutation, ToolMutation, CreationMutation, LexiconMutation, PresetMutation)
+)
 Subscription = merge_types("Subscription", (ToolSubscription, CreationSubscription))
 
 

@@ -41,19 +41,22 @@ def _document_enums(tool: Tool) -> None:
 _NESTED: dict[type[BaseModel], type] = {}
 
 
+def nested_input(model: type[BaseModel]) -> type:
+    """The GraphQL input type made from a pydantic model (made once, shared)."""
+    if model not in _NESTED:
+        _nested_inputs(model)
+        _NESTED[model] = pydantic_input(
+            model=model, all_fields=True, name=model.__name__, description=model.__doc__
+        )(type(model.__name__, (), {}))
+    return _NESTED[model]
+
+
 def _nested_inputs(model: type[BaseModel]) -> None:
     """Register input types for pydantic models used as field types (e.g. a SWOT template)."""
     for info in model.model_fields.values():
         for candidate in (info.annotation, *typing.get_args(info.annotation)):
-            nested = isinstance(candidate, type) and issubclass(candidate, BaseModel)
-            if nested and candidate not in _NESTED:
-                _nested_inputs(candidate)
-                _NESTED[candidate] = pydantic_input(
-                    model=candidate,
-                    all_fields=True,
-                    name=candidate.__name__,
-                    description=candidate.__doc__,
-                )(type(candidate.__name__, (), {}))
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                nested_input(candidate)
 
 
 def _input_type(tool: Tool) -> type:

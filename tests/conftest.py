@@ -124,7 +124,9 @@ def embedded_settings(tmp_path: Path) -> Settings:
 
 
 async def _truncate() -> None:
-    await connections.get("default").execute_script("TRUNCATE users, creations, lexicons CASCADE")
+    await connections.get("default").execute_script(
+        "TRUNCATE users, creations, lexicons, presets CASCADE"
+    )
 
 
 def free_port() -> int:

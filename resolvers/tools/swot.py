@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from inference import swot
 from inference.base import Engine, Piece
+from resolvers.auth import Principal
+from resolvers.preset import SWOT_TEMPLATE, get_preset
 from resolvers.tools.base import MAX_SEED, Mode, Tool, ToolInput
 
 _PROMPT = Field(
@@ -60,10 +62,23 @@ class SwotInput(ToolInput):
     template: SwotTemplateInput | None = Field(
         None, description="Item counts and per-quadrant instructions."
     )
+    template_id: str | None = Field(
+        None, description="One of your saved templates (saveSwotTemplate); overrides template."
+    )
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="For reproducible output.")
     max_tokens: int = Field(
         swot.DEFAULT_MAX_TOKENS, ge=64, le=4_096, description="Analysis length, 64 to 4096."
     )
+
+
+async def _with_template(data: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    """Copy a saved template into the input, so the run and the cache key use it."""
+    if not data.get("template_id"):
+        return data
+    preset = await get_preset(
+        principal=principal, tool=SWOT_TEMPLATE, preset_id=data["template_id"]
+    )
+    return {**data, "template": preset.data}
 
 
 def _spec(data: Mapping[str, Any]) -> swot.SwotSpec:
@@ -98,4 +113,5 @@ TOOL = Tool(
     run=_run,
     model_setting="swot_model",
     check=_spec,
+    prepare=_with_template,
 )

@@ -11,6 +11,8 @@ from pydantic import Field, field_validator
 
 from inference import tarot
 from inference.base import Engine, Piece
+from resolvers.auth import Principal
+from resolvers.preset import TAROT_SPREAD, get_preset
 from resolvers.tools.base import MAX_SEED, EnumDoc, Mode, Tool, ToolInput
 
 
@@ -32,6 +34,9 @@ class TarotInput(ToolInput):
         description=f"A custom spread: {tarot.MIN_CUSTOM_POSITIONS} to "
         f"{tarot.MAX_CUSTOM_POSITIONS} unique position names of at most "
         f"{tarot.MAX_POSITION_NAME_CHARS} characters.",
+    )
+    spread_id: str | None = Field(
+        None, description="One of your saved spreads (saveTarotSpread); overrides positions."
     )
     allow_reversed: bool = Field(True, description="Cards may come up reversed (half the time).")
     seed: int | None = Field(
@@ -60,6 +65,14 @@ class TarotInput(ToolInput):
         # Chosen now, so a retried run draws the same cards and the answer can be cached.
         if self.seed is None:
             object.__setattr__(self, "seed", secrets.randbelow(MAX_SEED))
+
+
+async def _with_spread(data: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    """Copy a saved spread's positions into the input, so the run and the cache use them."""
+    if not data.get("spread_id"):
+        return data
+    preset = await get_preset(principal=principal, tool=TAROT_SPREAD, preset_id=data["spread_id"])
+    return {**data, "positions": preset.data["positions"]}
 
 
 def _run(
@@ -91,6 +104,7 @@ TOOL = Tool(
     input_model=TarotInput,
     run=_run,
     model_setting="tarot_model",
+    prepare=_with_spread,
     enums={
         tarot.SpreadKind: EnumDoc(
             "A built-in tarot spread.",

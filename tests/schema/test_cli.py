@@ -54,6 +54,7 @@ async def test_migrate_creates_the_schema_once_on_a_fresh_postgres(pg_url: str) 
             "users",
             "creations",
             "lexicons",
+            "presets",
             "tortoise_migrations",
             f"applied:{MIGRATIONS}",
         }
