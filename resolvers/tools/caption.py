@@ -8,9 +8,14 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from inference import caption, media
-from inference.base import BadInput, Engine, Piece
+from inference.base import Engine, Piece
 from resolvers.tools.base import EnumDoc, Mode, Tool, ToolInput
-from resolvers.tools.media import MAX_INLINE_BASE64, MAX_INLINE_BYTES, decode_inline
+from resolvers.tools.media import (
+    MAX_INLINE_BASE64,
+    MAX_INLINE_BYTES,
+    check_inline,
+    decode_inline,
+)
 
 
 class ImageCaptionInput(ToolInput):
@@ -31,11 +36,7 @@ class ImageCaptionInput(ToolInput):
     @field_validator("image_base64")
     @classmethod
     def _an_image(cls, value: str) -> str:
-        try:
-            media.sniff_image(decode_inline(value))
-        except BadInput as exc:  # pydantic reports ValueErrors as input errors
-            raise ValueError(str(exc)) from None
-        return value
+        return check_inline(value, media.sniff_image)
 
 
 def _spec(data: Mapping[str, Any]) -> caption.CaptionSpec:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
+
+from inference.base import BadInput
 
 # Inline uploads travel in the GraphQL request, whose body is limited to 1 MiB.
 MAX_INLINE_BYTES = 512 * 1024
@@ -19,3 +22,12 @@ def decode_inline(value: str) -> bytes:
     if not data:
         raise ValueError("is empty")
     return data
+
+
+def check_inline(value: str, sniff: Callable[[bytes], object]) -> str:
+    """Validate a base64 field with a media sniffer; its BadInput becomes an input error."""
+    try:
+        sniff(decode_inline(value))
+    except BadInput as exc:  # pydantic reports ValueErrors as input errors
+        raise ValueError(str(exc)) from None
+    return value

@@ -8,9 +8,14 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from inference import media, transcribe
-from inference.base import BadInput, Engine, Piece
+from inference.base import Engine, Piece
 from resolvers.tools.base import Mode, Tool, ToolInput
-from resolvers.tools.media import MAX_INLINE_BASE64, MAX_INLINE_BYTES, decode_inline
+from resolvers.tools.media import (
+    MAX_INLINE_BASE64,
+    MAX_INLINE_BYTES,
+    check_inline,
+    decode_inline,
+)
 
 
 class TranscribeInput(ToolInput):
@@ -30,11 +35,7 @@ class TranscribeInput(ToolInput):
     @field_validator("audio_base64")
     @classmethod
     def _audio(cls, value: str) -> str:
-        try:
-            media.sniff_audio(decode_inline(value))
-        except BadInput as exc:  # pydantic reports ValueErrors as input errors
-            raise ValueError(str(exc)) from None
-        return value
+        return check_inline(value, media.sniff_audio)
 
 
 def _spec(data: Mapping[str, Any]) -> transcribe.TranscribeSpec:

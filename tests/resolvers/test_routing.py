@@ -22,6 +22,14 @@ ROUTES = {
 }
 
 
+def with_routes(settings: Settings) -> Settings:
+    """Settings whose write tool runs on 'triton' (a test double) with a dev fallback."""
+    routes = Settings(routes=ROUTES).routes  # type: ignore[arg-type]
+    return settings.model_copy(
+        update={"engine": "triton", "triton_url": "127.0.0.1:1", "routes": routes}
+    )
+
+
 def test_variants_are_drawn_by_weight_and_fallbacks_only_stand_by() -> None:
     dev = DevEngine(token_delay=0)
     router = Router(
@@ -53,15 +61,7 @@ def test_routes_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 async def test_a_backend_down_before_its_first_token_falls_back(settings: Settings) -> None:
-    routed = settings.model_copy(
-        update={
-            "engine": "triton",
-            "triton_url": "127.0.0.1:1",
-            "routes": Settings(
-                routes=ROUTES  # type: ignore[arg-type]
-            ).routes,
-        }
-    )
+    routed = with_routes(settings)
     async with core_with(routed, ScriptedEngine(0, ModelUnavailable("gpu node down"))) as core:
         principal = await a_user()
         creation = await write(core, principal)
@@ -72,15 +72,7 @@ async def test_a_backend_down_before_its_first_token_falls_back(settings: Settin
 
 
 async def test_no_fallback_once_text_was_sent(settings: Settings) -> None:
-    routed = settings.model_copy(
-        update={
-            "engine": "triton",
-            "triton_url": "127.0.0.1:1",
-            "routes": Settings(
-                routes=ROUTES  # type: ignore[arg-type]
-            ).routes,
-        }
-    )
+    routed = with_routes(settings)
     async with core_with(routed, ScriptedEngine(3, ModelUnavailable("stream broke"))) as core:
         principal = await a_user()
         creation = await write(core, principal)
