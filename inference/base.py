@@ -79,10 +79,17 @@ class Usage:
 
 @dataclass(frozen=True)
 class Delta:
-    """A piece of generated text; `tokens` is how many model tokens it holds."""
+    """A piece of generated text; `tokens` is how many model tokens it holds.
+
+    Callers estimate prompt tokens with `count_tokens` and sum `tokens` for the completion.
+    An engine that learns the exact usage only at the end (a provider's final chunk) yields
+    one last empty Delta whose `tokens` and `prompt_tokens` (either may be negative) correct
+    both estimates to the provider's figures; tools pass it on like any delta.
+    """
 
     text: str
     tokens: int = 1
+    prompt_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -90,10 +90,21 @@ class OpenAIEngine:
         return f"OpenAIEngine({self.config!r})"
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        """Yield the model's text as it comes; closing the iterator closes the HTTP response."""
-        async with aclosing(self._generate(request, [])) as deltas:
+        """Yield the model's text as it comes, then a correction to the provider's usage when
+        its last chunk reports it; closing the iterator closes the HTTP response."""
+        reported: list[Usage] = []
+        tokens = 0
+        async with aclosing(self._generate(request, reported)) as deltas:
             async for delta in deltas:
+                tokens += delta.tokens
                 yield delta
+        if reported:
+            exact = reported[-1]
+            yield Delta(
+                "",
+                tokens=exact.completion_tokens - tokens,
+                prompt_tokens=exact.prompt_tokens - count_tokens(request.prompt),
+            )
 
     async def complete(self, request: GenerationRequest) -> Completion:
         """Generate the whole text; usage is the provider's when its last chunk reports it."""

@@ -225,16 +225,17 @@ async def translate(
             "text_start": len(prompt) - len(protected),
         },
     )
-    tokens = 0
+    tokens = prompt_tokens = 0  # held until restored text can go with them
     async for delta in engine.stream(request):
         tokens += delta.tokens
+        prompt_tokens += delta.prompt_tokens
         text = stream.feed(delta.text)
         if text:
-            yield Delta(text, tokens=tokens)
-            tokens = 0
+            yield Delta(text, tokens=tokens, prompt_tokens=prompt_tokens)
+            tokens = prompt_tokens = 0
     rest = stream.flush()
-    if rest or tokens:
-        yield Delta(rest, tokens=tokens)
+    if rest or tokens or prompt_tokens:
+        yield Delta(rest, tokens=tokens, prompt_tokens=prompt_tokens)
     dropped = len(stream.missing)
     lost = f"the model dropped {dropped} lexicon term(s); see missing" if dropped else None
     yield _result(spec, source_lang, chosen, stream, translated=True, note=lost)

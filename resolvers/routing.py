@@ -18,7 +18,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from inference.base import Completion, Delta, Engine, GenerationRequest, ModelUnavailable, collect
+from inference.base import (
+    Completion,
+    Delta,
+    Engine,
+    GenerationRequest,
+    InferenceTimeout,
+    ModelUnavailable,
+    collect,
+)
 
 Backend = Literal["dev", "triton", "openai"]
 
@@ -69,7 +77,7 @@ class RoutedEngine:
                 started = True
                 yield delta
             return
-        except ModelUnavailable:
+        except (ModelUnavailable, InferenceTimeout):
             if started or self._fallback is None:
                 raise
         variant, engine = self._fallback
@@ -79,6 +87,11 @@ class RoutedEngine:
 
     async def complete(self, request: GenerationRequest) -> Completion:
         return await collect(self, request)
+
+    @property
+    def fell_back(self) -> bool:
+        """True once the fallback variant took over from the chosen one."""
+        return self.served_by is not self.variant
 
     async def aclose(self) -> None:
         """The underlying engines belong to the process; nothing to close here."""

@@ -209,7 +209,15 @@ async def test_streams_the_text_one_token_per_chunk(
 
     deltas = await _deltas(engine, _request())
 
-    assert deltas == [Delta(piece, 1) for piece in TEXT]
+    # the text, one token per chunk, then one empty delta correcting both estimates to the
+    # provider's final-chunk usage
+    assert deltas[:-1] == [Delta(piece, 1) for piece in TEXT]
+    assert deltas[-1] == Delta(
+        "",
+        tokens=PROVIDER_USAGE["completion_tokens"] - len(TEXT),
+        prompt_tokens=PROVIDER_USAGE["prompt_tokens"] - count_tokens(NORMAL),
+    )
+    assert sum(d.tokens for d in deltas) == PROVIDER_USAGE["completion_tokens"]
     body = fake.bodies[0]
     assert body["model"] == MODEL
     assert body["messages"] == [{"role": "user", "content": NORMAL}]
@@ -248,6 +256,11 @@ async def test_complete_reports_the_providers_usage(engine: OpenAIEngine) -> Non
     )
 
 
+async def test_a_stream_without_provider_usage_has_no_correction(engine: OpenAIEngine) -> None:
+    deltas = await _deltas(engine, _request(NO_USAGE))
+    assert deltas == [Delta(piece, 1) for piece in TEXT]
+
+
 async def test_complete_counts_when_the_provider_reports_no_usage(engine: OpenAIEngine) -> None:
     completion = await engine.complete(_request(NO_USAGE))
 
@@ -276,7 +289,7 @@ async def test_retries_a_5xx_with_backoff(
 ) -> None:
     deltas = await _deltas(engine, _request(FLAKY))
 
-    assert [delta.text for delta in deltas] == TEXT
+    assert [delta.text for delta in deltas if delta.text] == TEXT
     assert provider[0].attempts[FLAKY] == 2
 
 
