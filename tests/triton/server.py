@@ -1,5 +1,6 @@
 """A real Triton server (PyTriton) with test models: `writer` (generation), `opus-mt-en-zh`
-(a stand-in translator that keeps term tokens) and `clip` (a stand-in captioner).
+(a stand-in translator that keeps term tokens), `clip` (a stand-in captioner) and `whisper`
+(a stand-in speech model that reports what it received, see `transcript_for`).
 
 Run with the Debian-python venv: `.venv-triton/bin/python tests/triton/server.py --grpc-port P
 --http-port P2 --metrics-port P3`. Prints `READY grpc=127.0.0.1:P` when serving, stops on
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import hashlib
 import logging
 import os
@@ -18,6 +21,7 @@ import random
 import re
 import shutil
 import signal
+import struct
 import sys
 import tempfile
 import threading
@@ -118,6 +122,61 @@ def _make_captioner() -> Any:
     return infer
 
 
+SPEECH = "whisper"
+# A RIFF chunk of our own in a test WAV: the words the stand-in speech model "hears" in it.
+# Real WAV readers (and our sniffer) skip chunks they do not know.
+SPOKEN_CHUNK = b"ckSP"
+
+
+def heard(audio: bytes) -> list[str]:
+    """The words of the WAV's SPOKEN_CHUNK; none for other audio or a WAV without one."""
+    if audio[:4] != b"RIFF" or audio[8:12] != b"WAVE":
+        return []
+    offset = 12
+    while offset + 8 <= len(audio):
+        name, size = struct.unpack_from("<4sI", audio, offset)
+        if name == SPOKEN_CHUNK:
+            return audio[offset + 8 : offset + 8 + size].decode("utf-8", "replace").split()
+        offset += 8 + size + (size & 1)
+    return []
+
+
+def transcript_for(audio: bytes, content_type: str, language: str, timestamps: bool) -> list[str]:
+    """The stand-in's transcript, as tokens: the words it heard, then a note of the exact
+    bytes it got (length, type, SHA-256 prefix) and the language it was told."""
+    words = heard(audio) or ["(no", "speech)"]
+    if timestamps:
+        words = ["[00:00]", *words]
+    digest = hashlib.sha256(audio).hexdigest()[:16]
+    note = f"[{len(audio)} bytes {content_type} sha256:{digest} language:{language}]"
+    words += note.split(" ")
+    return [words[0], *(" " + word for word in words[1:])]
+
+
+def _make_speech_model() -> Any:
+    """A stand-in for Whisper, not a speech recogniser: it cannot hear sound. It proves the
+    audio reached the model by reading the words of a test WAV's SPOKEN_CHUNK and reporting
+    the bytes it decoded from the request's `audio_b64` parameter (`transcript_for`)."""
+
+    async def infer(requests: list[Any]) -> AsyncIterator[list[dict[str, np.ndarray]]]:
+        request = requests[0]
+        parameters = request.parameters or {}
+        try:
+            audio = base64.b64decode(str(parameters["audio_b64"]), validate=True)
+        except (KeyError, binascii.Error) as exc:
+            raise ValueError("whisper stand-in: no valid audio_b64 parameter") from exc
+        tokens = transcript_for(
+            audio,
+            str(parameters.get("content_type", "unknown")),
+            str(parameters.get("language", "auto")),
+            bool(parameters.get("timestamps", False)),
+        )
+        for token in tokens[: max(0, int(request["max_tokens"][0]))]:
+            yield [{"text": np.array([token.encode("utf-8")], dtype=np.object_)}]
+
+    return infer
+
+
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--grpc-port", type=int, required=True)
@@ -128,7 +187,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    """Serve the `writer` model until SIGTERM or SIGINT."""
+    """Serve the test models until SIGTERM or SIGINT."""
     args = _parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -172,6 +231,7 @@ def main(argv: list[str]) -> int:
             for name, infer in (
                 (TRANSLATOR, _make_translator(args.token_delay)),
                 (CAPTIONER, _make_captioner()),
+                (SPEECH, _make_speech_model()),
             ):
                 triton.bind(
                     model_name=name,
