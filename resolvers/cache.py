@@ -23,6 +23,7 @@ from resolvers import keys
 from resolvers.events import EventKind
 from resolvers.feed import Feed
 from resolvers.models import Creation, CreationStatus
+from resolvers.outputs import Outputs
 
 _IN_FLIGHT_SECONDS = 600
 # A cached answer, else claim the request as in flight, else who already runs it.
@@ -78,13 +79,14 @@ class Cache:
             return None
         return None if _text(kind) == "mine" or not source else _text(source)
 
-    async def finished(self, creation: Creation, tool: str) -> None:
-        """Called when a run ends: remember a completed reproducible answer, free the key."""
+    async def finished(self, creation: Creation, tool: str, *, reusable: bool = True) -> None:
+        """Called when a run ends: remember a completed reproducible answer (unless it is not
+        `reusable`: a fallback answered, not the variant the key names), free the key."""
         if not creation.cache_key:
             return
         try:
             ttl = self._ttl.get(tool, self._default_ttl)
-            done = creation.status is CreationStatus.COMPLETED
+            done = creation.status is CreationStatus.COMPLETED and reusable
             if done and ttl > 0 and reproducible(creation.input):
                 await self._redis.set(
                     keys.cache_entry(creation.cache_key), str(creation.id), ex=ttl
@@ -97,7 +99,7 @@ class Cache:
             pass  # the entry expires on its own
 
 
-async def copy_of(source_id: str, *, feed: Feed) -> AsyncIterator[Piece]:
+async def copy_of(source_id: str, *, feed: Feed, outputs: Outputs) -> AsyncIterator[Piece]:
     """The pieces of another creation: its live stream, or its stored answer if finished."""
     source = await Creation.get_or_none(id=source_id)
     if source is None:
@@ -110,8 +112,9 @@ async def copy_of(source_id: str, *, feed: Feed) -> AsyncIterator[Piece]:
                 yield Stage(event.fraction, event.stage)
         await source.refresh_from_db()
     else:
-        for start in range(0, len(source.output), _REPLAY_CHARS):
-            yield Delta(source.output[start : start + _REPLAY_CHARS], tokens=0)
+        output = await outputs.full(source)
+        for start in range(0, len(output), _REPLAY_CHARS):
+            yield Delta(output[start : start + _REPLAY_CHARS], tokens=0)
     if source.status is not CreationStatus.COMPLETED:
         raise SharedRunFailed(
             source.error_code or "INTERRUPTED",

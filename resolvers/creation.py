@@ -18,6 +18,7 @@ from resolvers.errors import AlreadyFinished, InvalidInput, NotFound, ServiceUna
 from resolvers.events import Event, EventKind
 from resolvers.feed import Feed
 from resolvers.models import Creation, CreationStatus
+from resolvers.outputs import Outputs
 from resolvers.queue import JobQueue
 from resolvers.recovery import settle
 from resolvers.runner import Runner
@@ -44,6 +45,7 @@ async def start_creation(
     queue: JobQueue,
     cache: Cache,
     feed: Feed,
+    outputs: Outputs,
 ) -> Creation:
     """Validate, store and dispatch a creation: a copy of an identical answer (cached or in
     flight) when there is one, else a new run (fast: here; long: on a worker)."""
@@ -51,7 +53,7 @@ async def start_creation(
     tool = get_tool(tool_name)
     data = tool.parse(payload)
     if tool.prepare is not None:
-        data = await tool.prepare(data, user)
+        data = await tool.prepare(data, user, outputs.store)
         tool.validate(data)
     variant, backend = runner.choose(tool.name)
     served_by = f"{variant.backend}/{variant.model}/{variant.version}/{variant.adapter}"
@@ -74,7 +76,7 @@ async def start_creation(
         )
         creation.status, creation.source_id = CreationStatus.RUNNING, uuid.UUID(source)
         creation.cache_key = None
-        runner.spawn(creation, copy_of(source, feed=feed))
+        runner.spawn(creation, copy_of(source, feed=feed, outputs=outputs))
     elif fast:
         runner.spawn(creation)
     else:
@@ -87,9 +89,11 @@ async def start_creation(
     return creation
 
 
-async def wait_until_finished(creation: Creation, *, feed: Feed, queue: JobQueue) -> Creation:
+async def wait_until_finished(
+    creation: Creation, *, feed: Feed, queue: JobQueue, outputs: Outputs
+) -> Creation:
     """Follow the creation's log to its terminal event, then reload the row."""
-    async for _event in _follow(creation, 0, feed, queue):
+    async for _event in _follow(creation, 0, feed, queue, outputs):
         pass
     await creation.refresh_from_db()
     return creation
@@ -147,22 +151,28 @@ async def cancel_creation(
 
 
 async def follow_creation(
-    *, principal: Principal | None, creation_id: str, after: int, feed: Feed, queue: JobQueue
+    *,
+    principal: Principal | None,
+    creation_id: str,
+    after: int,
+    feed: Feed,
+    queue: JobQueue,
+    outputs: Outputs,
 ) -> AsyncGenerator[Event, None]:
     """Events of the caller's creation with seq > `after`, then the live tail."""
     if after < 0:
         raise InvalidInput("after: must be 0 or more", field="after")
     creation = await get_creation(principal=principal, creation_id=creation_id)
-    return _follow(creation, after, feed, queue)
+    return _follow(creation, after, feed, queue, outputs)
 
 
 async def _follow(
-    creation: Creation, after: int, feed: Feed, queue: JobQueue
+    creation: Creation, after: int, feed: Feed, queue: JobQueue, outputs: Outputs
 ) -> AsyncGenerator[Event, None]:
     creation_id = str(creation.id)
     if creation.status.terminal and await feed.history.last_seq(creation_id) < creation.last_seq:
         # The log expired: replay what the row remembers, ending on the original seq.
-        for event in _from_row(creation):
+        for event in _from_row(creation, await outputs.full(creation)):
             if event.seq > after:
                 yield event
         return
@@ -174,20 +184,20 @@ async def _follow(
         yield event
 
 
-def _from_row(creation: Creation) -> list[Event]:
+def _from_row(creation: Creation, output: str) -> list[Event]:
     creation_id, last = str(creation.id), creation.last_seq
     kind = {
         CreationStatus.COMPLETED: EventKind.COMPLETED,
         CreationStatus.CANCELLED: EventKind.CANCELLED,
     }.get(creation.status, EventKind.FAILED)
     events = [Event(creation_id, 1, EventKind.STARTED, model=creation.model)]
-    if creation.output and last > 2:
+    if output and last > 2:
         events.append(
             Event(
                 creation_id,
                 last - 1,
                 EventKind.DELTA,
-                text=creation.output,
+                text=output,
                 completion_tokens=creation.completion_tokens,
                 first_seq=2,
             )

@@ -62,6 +62,8 @@ class Creation(Model):
     )
     source_id: UUID | None
     cache_key = fields.CharField(max_length=64, null=True)
+    # Outputs over CK_OUTPUT_INLINE_BYTES live in object storage; `output` keeps their start.
+    output_key = fields.CharField(max_length=200, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
     finished_at = fields.DatetimeField(null=True)
@@ -107,3 +109,40 @@ class Preset(Model):
     class Meta:
         table = "presets"
         unique_together = (("owner_id", "tool", "name"),)
+
+
+class UploadKind(StrEnum):
+    """What an upload is for: images feed imageCaption, audio feeds transcribe."""
+
+    IMAGE = "IMAGE"
+    AUDIO = "AUDIO"
+
+
+class UploadStatus(StrEnum):
+    """PENDING until first used, then READY (checked) or REJECTED (not what it claimed)."""
+
+    PENDING = "PENDING"
+    READY = "READY"
+    REJECTED = "REJECTED"
+
+
+class Upload(Model):
+    """A file a user sends to object storage through a short-lived URL, then uses by id."""
+
+    id = fields.UUIDField(primary_key=True)
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="uploads", on_delete=fields.CASCADE
+    )
+    owner_id: UUID
+    kind = fields.CharEnumField(UploadKind, max_length=8)
+    content_type = fields.CharField(max_length=64)
+    size = fields.BigIntField()  # declared by the client, then the size received
+    key = fields.CharField(max_length=200, unique=True)
+    status = fields.CharEnumField(UploadStatus, max_length=10, default=UploadStatus.PENDING)
+    sha256 = fields.CharField(max_length=64, null=True)
+    reason = fields.CharField(max_length=200, null=True)  # why it was rejected
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "uploads"
+        indexes = (("owner_id", "created_at"),)

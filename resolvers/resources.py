@@ -26,9 +26,11 @@ from resolvers.cache import Cache
 from resolvers.feed import Feed
 from resolvers.history import History
 from resolvers.models import Creation, CreationStatus
+from resolvers.outputs import Outputs
 from resolvers.routing import Router, Variant
 from resolvers.runner import Batching, Runner
 from resolvers.settings import Settings
+from resolvers.storage import make_store
 from resolvers.tools import TOOLS
 
 
@@ -44,6 +46,7 @@ class Core:
     runner: Runner
     auth: Auth
     cache: Cache
+    outputs: Outputs
 
 
 def make_redis(settings: Settings) -> Redis:
@@ -151,7 +154,9 @@ async def open_core(
             for name, tool in TOOLS.items()
         },
     )
+    outputs = Outputs(make_store(settings), inline_bytes=settings.output_inline_bytes)
     runner = Runner(
+        outputs=outputs,
         cache=cache,
         feed=feed,
         bus=bus,
@@ -161,7 +166,7 @@ async def open_core(
     await runner.start()
     auth = make_auth(settings)
     try:
-        yield Core(settings, redis, bus, feed, engine, runner, auth, cache)
+        yield Core(settings, redis, bus, feed, engine, runner, auth, cache, outputs)
     finally:
         await runner.stop()
         await bus.stop()

@@ -28,6 +28,7 @@ from resolvers.events import Event, EventKind
 from resolvers.feed import Feed
 from resolvers.history import StaleProducer
 from resolvers.models import Creation, CreationStatus
+from resolvers.outputs import Outputs
 from resolvers.routing import RoutedEngine, Router, Variant
 from resolvers.tools import TOOLS
 
@@ -91,12 +92,14 @@ class Runner:
         router: Router,
         batching: Batching,
         cache: Cache,
+        outputs: Outputs,
     ) -> None:
         self._feed = feed
         self._bus = bus
         self._router = router
         self._batching = batching
         self._cache = cache
+        self._outputs = outputs
         self._runs: dict[str, _Run] = {}
         self._tasks: set[asyncio.Task[CreationStatus | None]] = set()
 
@@ -223,7 +226,9 @@ class Runner:
             if pieces is None:
                 engine = state.engine = self._router.engine(creation.tool, creation.variant)
                 model = engine.variant.model
-                pieces = TOOLS[creation.tool].run(engine, creation.input, model, state.creation_id)
+                pieces = TOOLS[creation.tool].pieces(
+                    engine, creation.input, model, state.creation_id, self._outputs.store
+                )
             state.pump = _start_pump(pieces, queue)
         if state.seq == 0:
             await self._emit(state, EventKind.STARTED, model=creation.model)
@@ -243,7 +248,7 @@ class Runner:
                 await self._flush(state)
                 return await self._end(state, item.error)
             if isinstance(item, Delta):
-                state.usage += Usage(completion_tokens=item.tokens)
+                state.usage += Usage(item.prompt_tokens, item.tokens)
                 state.pending.append(item)
                 state.pending_tokens += item.tokens
                 leading = time.monotonic() - state.last_flush >= interval
@@ -299,18 +304,23 @@ class Runner:
             text = text[dropped:]
             if not text:
                 return
+        if not text:
+            return  # a usage correction alone: counted in state.usage, nothing to stream
         state.text.append(text)
-        await self._emit(state, EventKind.DELTA, text=text, completion_tokens=tokens)
+        await self._emit(state, EventKind.DELTA, text=text, completion_tokens=max(tokens, 0))
 
     async def _finish(
         self, state: _Run, status: CreationStatus, code: str = "", message: str = ""
     ) -> None:
         terminal_seq = state.seq + 1
-        output = await self._full_output(state)
+        output, output_key = await self._outputs.keep(
+            state.creation_id, await self._full_output(state)
+        )
         # Conditional: a follower may have ended this run as orphaned (lease lost).
         ended = await Creation.filter(id=state.creation_id, status=CreationStatus.RUNNING).update(
             status=status,
             output=output,
+            output_key=output_key,
             result=state.result,
             **_served(state.engine),
             prompt_tokens=state.usage.prompt_tokens,
@@ -325,7 +335,8 @@ class Runner:
             return
         if state.creation is not None and state.creation.cache_key:
             state.creation.status = status
-            await self._cache.finished(state.creation, state.creation.tool)
+            fell_back = state.engine is not None and state.engine.fell_back
+            await self._cache.finished(state.creation, state.creation.tool, reusable=not fell_back)
         kind = {
             CreationStatus.COMPLETED: EventKind.COMPLETED,
             CreationStatus.CANCELLED: EventKind.CANCELLED,

@@ -97,6 +97,29 @@ class Settings(BaseSettings):
     job_timeout_seconds: int = Field(1800, ge=10)
     job_max_tries: int = Field(3, ge=1, le=10)
 
+    s3_bucket: str | None = Field(
+        None, description="bucket for uploads and large outputs; unset = files in data_dir"
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO...); unset = AWS S3"
+    )
+    s3_region: str = Field("us-east-1", description="the bucket's region")
+    s3_access_key_id: str | None = Field(
+        None, description="unset = boto3's usual credential chain (env, IAM role...)"
+    )
+    s3_secret_access_key: SecretStr | None = Field(None, description="goes with the key id")
+    upload_url_ttl_seconds: int = Field(
+        900, ge=60, le=86_400, description="how long an upload URL accepts the file"
+    )
+    public_url: str | None = Field(
+        None,
+        description="embedded uploads: this server's URL as clients reach it; "
+        "unset = taken from the request",
+    )
+    output_inline_bytes: int = Field(
+        262_144, ge=1_024, description="longer outputs are kept in object storage"
+    )
+
     allowed_origins: list[str] = Field(
         default_factory=list, description="browser origins allowed to open websockets"
     )
@@ -114,6 +137,9 @@ class Settings(BaseSettings):
             raise ValueError("CK_JWT_SECRET must be set to at least 32 random characters")
         if not self.database_url or not self.redis_url:
             raise ValueError("production needs CK_DATABASE_URL and CK_REDIS_URL")
+        if not self.s3_bucket:
+            # Replicas share uploads and large outputs: a local folder would split them.
+            raise ValueError("production needs CK_S3_BUCKET (object storage shared by replicas)")
         return self
 
     @property

@@ -25,6 +25,7 @@ from schema.lexicons import LexiconMutation, LexiconQuery
 from schema.presets import PresetMutation, PresetQuery
 from schema.tool_fields import build_tool_types
 from schema.types.events import EVENT_TYPES
+from schema.uploads import UploadMutation, UploadQuery
 
 log = logging.getLogger(__name__)
 SDL_PATH = Path(__file__).with_name("schema.graphql")
@@ -38,9 +39,17 @@ _GUARD_RULES = [
 ]
 
 ToolMutation, ToolSubscription = build_tool_types()
-Query = merge_types("Query", (AuthQuery, CreationQuery, LexiconQuery, PresetQuery))
+Query = merge_types("Query", (AuthQuery, CreationQuery, LexiconQuery, PresetQuery, UploadQuery))
 Mutation = merge_types(
-    "Mutation", (AuthMutation, ToolMutation, CreationMutation, LexiconMutation, PresetMutation)
+    "Mutation",
+    (
+        AuthMutation,
+        ToolMutation,
+        CreationMutation,
+        LexiconMutation,
+        PresetMutation,
+        UploadMutation,
+    ),
 )
 Subscription = merge_types("Subscription", (ToolSubscription, CreationSubscription))
 

@@ -84,7 +84,12 @@ class CreationSubscription:
     ) -> AsyncGenerator[CreationEvent, None]:
         ctx = info.context
         events = await use_cases.follow_creation(
-            principal=ctx.user(), creation_id=id, after=after, feed=ctx.core.feed, queue=ctx.queue
+            principal=ctx.user(),
+            creation_id=id,
+            after=after,
+            feed=ctx.core.feed,
+            queue=ctx.queue,
+            outputs=ctx.core.outputs,
         )
         async with contextlib.aclosing(events):
             async for event in events:

@@ -93,9 +93,12 @@ async def start(info: Info, tool: str, payload: dict[str, Any], *, wait: bool) -
         queue=ctx.queue,
         cache=ctx.core.cache,
         feed=ctx.core.feed,
+        outputs=ctx.core.outputs,
     )
     if wait:
-        row = await use_cases.wait_until_finished(row, feed=ctx.core.feed, queue=ctx.queue)
+        row = await use_cases.wait_until_finished(
+            row, feed=ctx.core.feed, queue=ctx.queue, outputs=ctx.core.outputs
+        )
     return row
 
 
@@ -141,6 +144,7 @@ def _subscription(tool: Tool, input_type: type) -> Any:
             after=0,
             feed=ctx.core.feed,
             queue=ctx.queue,
+            outputs=ctx.core.outputs,
         )
         async with contextlib.aclosing(events):
             async for event in events:

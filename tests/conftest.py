@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import boto3
 import httpx
 import pytest
 import uvicorn
 import websockets
+from moto.server import ThreadedMotoServer
 from redis.asyncio import Redis
 from tortoise import connections
 
@@ -112,9 +114,9 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
-def settings(pg_url: str, redis_url: str, redis: Redis) -> Settings:
-    """Production-shaped settings: real Postgres and Redis, the dev engine."""
-    return make_settings(database_url=pg_url, redis_url=redis_url)
+def settings(pg_url: str, redis_url: str, redis: Redis, tmp_path: Path) -> Settings:
+    """Production-shaped settings: real Postgres and Redis, the dev engine, files in tmp."""
+    return make_settings(database_url=pg_url, redis_url=redis_url, data_dir=tmp_path / "data")
 
 
 @pytest.fixture
@@ -125,7 +127,7 @@ def embedded_settings(tmp_path: Path) -> Settings:
 
 async def _truncate() -> None:
     await connections.get("default").execute_script(
-        "TRUNCATE users, creations, lexicons, presets CASCADE"
+        "TRUNCATE users, creations, lexicons, presets, uploads CASCADE"
     )
 
 
@@ -329,3 +331,25 @@ async def open_socket(
         ack = await sock.receive()
         assert ack["type"] == "connection_ack", ack
         yield sock
+
+
+S3_BUCKET = "creation-king-test"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on loopback with the test bucket, for the whole session."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    client.create_bucket(Bucket=S3_BUCKET)
+    yield endpoint
+    server.stop()

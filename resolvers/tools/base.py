@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from inference.base import Engine, Piece
 from resolvers.errors import InvalidInput
 from resolvers.settings import Settings
+from resolvers.storage import ObjectStore
 
 if TYPE_CHECKING:
     from resolvers.auth import Principal
@@ -54,7 +55,8 @@ class ToolInput(BaseModel):
 
 Run = Callable[[Engine, Mapping[str, Any], str, str], AsyncIterator[Piece]]
 Check = Callable[[Mapping[str, Any]], object]
-Prepare = Callable[[dict[str, Any], "Principal"], Awaitable[dict[str, Any]]]
+Prepare = Callable[[dict[str, Any], "Principal", ObjectStore], Awaitable[dict[str, Any]]]
+Load = Callable[[Mapping[str, Any], ObjectStore], Awaitable[Mapping[str, Any]]]
 _FIELD_PREFIX = re.compile(r"^(\w+)\s*:")
 
 
@@ -81,6 +83,7 @@ class Tool:
     check: Check | None = None  # builds the engine's spec, whose ValueErrors are input errors
     long_when: Callable[[Mapping[str, Any]], bool] | None = None  # FAST tool, LONG request
     prepare: Prepare | None = None  # completes the input with the caller's stored data
+    load: Load | None = None  # fetches what the stored input refers to, just before the run
 
     def parse(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Validate and normalise raw input; raises InvalidInput naming the first bad field."""
@@ -89,7 +92,8 @@ class Tool:
         except ValidationError as exc:
             error = exc.errors()[0]
             name = ".".join(str(part) for part in error["loc"]) or None
-            raise InvalidInput(f"{name}: {error['msg']}", field=name) from exc
+            message = error["msg"].removeprefix("Value error, ")
+            raise InvalidInput(f"{name}: {message}" if name else message, field=name) from exc
         data = parsed.model_dump(mode="json")
         self.validate(data)
         return data
@@ -109,6 +113,26 @@ class Tool:
         if self.mode is Mode.FAST and self.long_when is not None and self.long_when(data):
             return Mode.LONG
         return self.mode
+
+    async def pieces(
+        self,
+        engine: Engine,
+        data: Mapping[str, Any],
+        model: str,
+        request_id: str,
+        store: ObjectStore,
+    ) -> AsyncIterator[Piece]:
+        """The run's pieces, after loading what the input refers to (e.g. an upload)."""
+        if self.load is not None:
+            data = await self.load(data, store)
+        pieces = self.run(engine, data, model, request_id)
+        try:
+            async for piece in pieces:
+                yield piece
+        finally:
+            aclose = getattr(pieces, "aclose", None)
+            if aclose is not None:  # close the model stream however the run stops
+                await aclose()
 
     def model(self, settings: Settings) -> str:
         """The model name this tool asks its backend for."""

@@ -5,27 +5,40 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from inference import caption, media
 from inference.base import Engine, Piece
+from resolvers.models import UploadKind
 from resolvers.tools.base import EnumDoc, Mode, Tool, ToolInput
 from resolvers.tools.media import (
     MAX_INLINE_BASE64,
     MAX_INLINE_BYTES,
+    UPLOAD_ID_LENGTH,
     check_inline,
-    decode_inline,
+    load_upload,
+    media_bytes,
+    one_source,
+    upload_prepare,
 )
 
 
 class ImageCaptionInput(ToolInput):
     """The image to caption."""
 
-    image_base64: str = Field(
+    image_base64: str | None = Field(
+        None,
         min_length=4,
         max_length=MAX_INLINE_BASE64,
         description=f"The image (PNG, JPEG, WebP or GIF), base64, at most {MAX_INLINE_BYTES:,} "
-        f"bytes decoded and {media.MAX_IMAGE_PIXELS:,} pixels.",
+        f"bytes decoded and {media.MAX_IMAGE_PIXELS:,} pixels. Give this or uploadId.",
+    )
+    upload_id: str | None = Field(
+        None,
+        min_length=UPLOAD_ID_LENGTH,
+        max_length=UPLOAD_ID_LENGTH,
+        description=f"An IMAGE upload (Mutation.createUpload) whose bytes were PUT to its URL: "
+        f"up to {media.MAX_IMAGE_BYTES:,} bytes. Give this or imageBase64.",
     )
     style: caption.CaptionStyle = Field(caption.CaptionStyle.SHORT, description="Caption kind.")
     language: str = Field("en", min_length=2, max_length=16, description="Caption language.")
@@ -35,13 +48,18 @@ class ImageCaptionInput(ToolInput):
 
     @field_validator("image_base64")
     @classmethod
-    def _an_image(cls, value: str) -> str:
-        return check_inline(value, media.sniff_image)
+    def _an_image(cls, value: str | None) -> str | None:
+        return None if value is None else check_inline(value, media.sniff_image)
+
+    @model_validator(mode="after")
+    def _one_image(self) -> ImageCaptionInput:
+        one_source(self.image_base64, self.upload_id, "imageBase64")
+        return self
 
 
 def _spec(data: Mapping[str, Any]) -> caption.CaptionSpec:
     return caption.CaptionSpec(
-        image=decode_inline(data["image_base64"]),
+        image=media_bytes(data, "image_base64"),
         style=caption.CaptionStyle(data["style"]),
         language=data["language"],
         max_tokens=data["max_tokens"],
@@ -63,7 +81,8 @@ TOOL = Tool(
     input_model=ImageCaptionInput,
     run=_run,
     model_setting="caption_model",
-    check=_spec,
+    prepare=upload_prepare(UploadKind.IMAGE),
+    load=load_upload,
     enums={
         caption.CaptionStyle: EnumDoc(
             "How to caption an image.",

@@ -12,6 +12,7 @@ from inference import swot
 from inference.base import Engine, Piece
 from resolvers.auth import Principal
 from resolvers.preset import SWOT_TEMPLATE, get_preset
+from resolvers.storage import ObjectStore
 from resolvers.tools.base import MAX_SEED, Mode, Tool, ToolInput
 
 _PROMPT = Field(
@@ -71,7 +72,9 @@ class SwotInput(ToolInput):
     )
 
 
-async def _with_template(data: dict[str, Any], principal: Principal) -> dict[str, Any]:
+async def _with_template(
+    data: dict[str, Any], principal: Principal, _store: ObjectStore
+) -> dict[str, Any]:
     """Copy a saved template into the input, so the run and the cache key use it."""
     if not data.get("template_id"):
         return data

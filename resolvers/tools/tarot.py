@@ -13,6 +13,7 @@ from inference import tarot
 from inference.base import Engine, Piece
 from resolvers.auth import Principal
 from resolvers.preset import TAROT_SPREAD, get_preset
+from resolvers.storage import ObjectStore
 from resolvers.tools.base import MAX_SEED, EnumDoc, Mode, Tool, ToolInput
 
 
@@ -67,7 +68,9 @@ class TarotInput(ToolInput):
             object.__setattr__(self, "seed", secrets.randbelow(MAX_SEED))
 
 
-async def _with_spread(data: dict[str, Any], principal: Principal) -> dict[str, Any]:
+async def _with_spread(
+    data: dict[str, Any], principal: Principal, _store: ObjectStore
+) -> dict[str, Any]:
     """Copy a saved spread's positions into the input, so the run and the cache use them."""
     if not data.get("spread_id"):
         return data

@@ -13,6 +13,7 @@ from inference.base import Engine, Piece
 from resolvers.auth import Principal
 from resolvers.errors import InvalidInput
 from resolvers.lexicon import get_lexicon
+from resolvers.storage import ObjectStore
 from resolvers.tools.base import MAX_SEED, Mode, Tool, ToolInput
 
 _LANGUAGES = ", ".join(f"{code} ({name})" for code, name in translate.LANGUAGES.items())
@@ -54,7 +55,9 @@ class TranslateInput(ToolInput):
     _languages = field_validator("target_lang", "source_lang")(_known)
 
 
-async def _with_lexicon(data: dict[str, Any], principal: Principal) -> dict[str, Any]:
+async def _with_lexicon(
+    data: dict[str, Any], principal: Principal, _store: ObjectStore
+) -> dict[str, Any]:
     """Snapshot the lexicon's terms into the input: the run (and the cache key) use them."""
     entries: list[dict[str, str]] = []
     if data.get("lexicon_id"):

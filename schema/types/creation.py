@@ -47,10 +47,6 @@ class Creation:
     tool: str = strawberry.field(description="Name of the tool, as listed by Query.tools.")
     status: CreationStatus = strawberry.field(description="Where the creation is now.")
     input: JSON = strawberry.field(description="The validated, normalised input (snake_case).")
-    output: str = strawberry.field(
-        description="The generated text: complete once COMPLETED, the part made so far when "
-        "CANCELLED or FAILED, empty while running (stream it with Subscription.creationEvents)."
-    )
     result: JSON | None = strawberry.field(
         description="Structured result of tools that make one (SWOT quadrants, a Tarot "
         "spread, video scenes, a formatted social post, extracted code), once finished; "
@@ -70,6 +66,16 @@ class Creation:
         "(from the cache, or shared while it ran); its usage then counts no model tokens."
     )
     owner_id: strawberry.Private[str]
+    inline_output: strawberry.Private[str]
+    output_key: strawberry.Private[str | None]
+
+    @strawberry.field(
+        description="The generated text: complete once COMPLETED, the part made so far when "
+        "CANCELLED or FAILED, empty while running (stream it with Subscription.creationEvents). "
+        "Long outputs are read from object storage."
+    )
+    async def output(self, info: Info) -> str:
+        return await info.context.core.outputs.read(self.inline_output, self.output_key)
 
     @strawberry.field(description="Who asked for it.")
     async def owner(self, info: Info) -> User:
@@ -85,7 +91,8 @@ class Creation:
             tool=row.tool,
             status=CreationStatus(row.status.value),
             input=cast(JSON, row.input),
-            output=row.output,
+            inline_output=row.output,
+            output_key=row.output_key,
             result=cast(JSON, row.result),
             model=row.model,
             usage=Usage(prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens),

@@ -46,12 +46,18 @@ async def write(core: Core, principal: Principal, **fields: object) -> Creation:
         queue=NO_JOBS,
         cache=core.cache,
         feed=core.feed,
+        outputs=core.outputs,
     )
 
 
 async def events(core: Core, principal: Principal, creation: Creation) -> list[Event]:
     stream = await follow_creation(
-        principal=principal, creation_id=str(creation.id), after=0, feed=core.feed, queue=NO_JOBS
+        principal=principal,
+        creation_id=str(creation.id),
+        after=0,
+        feed=core.feed,
+        queue=NO_JOBS,
+        outputs=core.outputs,
     )
     return [event async for event in stream]
 

@@ -161,7 +161,12 @@ async def test_a_fast_creation_whose_producer_died_ends_for_its_followers(
         principal = Principal(user_id=str(creation.owner_id), expires_at=2**31)
         # when someone follows it
         events = await follow_creation(
-            principal=principal, creation_id=cid, after=0, feed=core.feed, queue=NO_JOBS
+            principal=principal,
+            creation_id=cid,
+            after=0,
+            feed=core.feed,
+            queue=NO_JOBS,
+            outputs=core.outputs,
         )
         received = [event async for event in events]
         await creation.refresh_from_db()
@@ -180,7 +185,12 @@ async def test_a_live_producer_keeps_its_lease(settings: Settings) -> None:
         core.runner.spawn(creation)
         principal = Principal(user_id=str(creation.owner_id), expires_at=2**31)
         events = await follow_creation(
-            principal=principal, creation_id=cid, after=0, feed=core.feed, queue=NO_JOBS
+            principal=principal,
+            creation_id=cid,
+            after=0,
+            feed=core.feed,
+            queue=NO_JOBS,
+            outputs=core.outputs,
         )
         received = [event async for event in events]
     assert received[-1].kind is EventKind.COMPLETED
@@ -245,7 +255,12 @@ async def test_a_log_missing_the_rows_ending_is_repaired_for_followers(
         )
         principal = Principal(user_id=str(creation.owner_id), expires_at=2**31)
         events = await follow_creation(
-            principal=principal, creation_id=cid, after=0, feed=core.feed, queue=NO_JOBS
+            principal=principal,
+            creation_id=cid,
+            after=0,
+            feed=core.feed,
+            queue=NO_JOBS,
+            outputs=core.outputs,
         )
         received = [event async for event in events]
     assert [e.kind for e in received] == [EventKind.STARTED, EventKind.DELTA, EventKind.COMPLETED]
@@ -265,6 +280,7 @@ async def test_following_after_the_ending_returns_at_once(settings: Settings) ->
                 after=after,
                 feed=core.feed,
                 queue=NO_JOBS,
+                outputs=core.outputs,
             )
             assert await asyncio.wait_for(_drain(events), 2) == []
 

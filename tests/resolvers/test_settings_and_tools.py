@@ -11,12 +11,14 @@ from resolvers.tools import get_tool
 
 
 def test_production_refuses_a_missing_or_weak_secret() -> None:
-    urls = {"database_url": "postgres://x@h/db", "redis_url": "redis://h"}
+    urls = {"database_url": "postgres://x@h/db", "redis_url": "redis://h", "s3_bucket": "b"}
     for secret in (None, "short", "changethis"):
         with pytest.raises(ValidationError, match="CK_JWT_SECRET"):
             Settings(env="production", jwt_secret=secret, **urls)
     with pytest.raises(ValidationError, match="CK_DATABASE_URL"):
         Settings(env="production", jwt_secret="s" * 40)
+    with pytest.raises(ValidationError, match="CK_S3_BUCKET"):
+        Settings(env="production", jwt_secret="s" * 40, **{**urls, "s3_bucket": None})
     production = Settings(env="production", jwt_secret="s" * 40, **urls)
     assert production.engine_kind == "dev"
     assert production.graphiql_enabled is False and Settings().graphiql_enabled is True

@@ -55,6 +55,7 @@ async def test_migrate_creates_the_schema_once_on_a_fresh_postgres(pg_url: str) 
             "creations",
             "lexicons",
             "presets",
+            "uploads",
             "tortoise_migrations",
             f"applied:{MIGRATIONS}",
         }

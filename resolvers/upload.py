@@ -1,0 +1,182 @@
+"""Uploads: images and audio sent to object storage through a short-lived URL, used by id.
+
+The client declares kind, content type and size; `create_upload` answers with the URL to
+PUT the bytes to. Nothing is trusted until the upload is first used: then the bytes are
+read back (at most the declared size), sniffed for what they claim to be, and the upload is
+marked READY or REJECTED (and its bytes deleted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from inference import media
+from inference.base import BadInput
+from resolvers.auth import Principal, require_user
+from resolvers.errors import InvalidInput, NotFound
+from resolvers.models import Upload, UploadKind, UploadStatus
+from resolvers.storage import ObjectMissing, ObjectStore, UploadTarget
+
+# Declared content types each kind accepts; the bytes are sniffed again on first use.
+CONTENT_TYPES: dict[UploadKind, frozenset[str]] = {
+    UploadKind.IMAGE: frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"}),
+    UploadKind.AUDIO: frozenset(
+        {
+            "audio/wav",
+            "audio/x-wav",
+            "audio/wave",
+            "audio/mpeg",
+            "audio/flac",
+            "audio/x-flac",
+            "audio/ogg",
+            "audio/mp4",
+            "audio/x-m4a",
+            "audio/m4a",
+        }
+    ),
+}
+MAX_BYTES: dict[UploadKind, int] = {
+    UploadKind.IMAGE: media.MAX_IMAGE_BYTES,
+    UploadKind.AUDIO: media.MAX_AUDIO_BYTES,
+}
+_SNIFF: dict[UploadKind, Callable[[bytes], Any]] = {
+    UploadKind.IMAGE: media.sniff_image,
+    UploadKind.AUDIO: media.sniff_audio,
+}
+
+
+@dataclass(frozen=True)
+class UploadTicket:
+    """A new upload and where to send its bytes."""
+
+    upload: Upload
+    target: UploadTarget
+
+
+@dataclass(frozen=True)
+class Received:
+    """A checked upload: its bytes and what the media sniffer found in them."""
+
+    upload: Upload
+    data: bytes
+    info: Any  # media.ImageInfo or media.AudioInfo
+
+    def reference(self) -> dict[str, Any]:
+        """What a creation's input keeps of it: enough to fetch and re-check the bytes."""
+        return {
+            "id": str(self.upload.id),
+            "key": self.upload.key,
+            "size": len(self.data),
+            "sha256": self.upload.sha256,
+            "content_type": self.info.content_type,
+        }
+
+
+async def create_upload(
+    *,
+    principal: Principal | None,
+    kind: UploadKind,
+    content_type: str,
+    size: int,
+    store: ObjectStore,
+    base_url: str,
+    expires_in: int,
+) -> UploadTicket:
+    """Record a pending upload and make the URL its bytes go to."""
+    user = require_user(principal)
+    content_type = content_type.strip().lower()
+    if content_type not in CONTENT_TYPES[kind]:
+        allowed = ", ".join(sorted(CONTENT_TYPES[kind]))
+        raise InvalidInput(f"contentType: {kind} uploads take {allowed}", field="contentType")
+    limit = MAX_BYTES[kind]
+    if not 1 <= size <= limit:
+        raise InvalidInput(f"size: must be 1 to {limit} bytes for {kind}", field="size")
+    upload_id = uuid.uuid4()
+    key = f"uploads/{user.user_id}/{upload_id}"
+    target = store.upload_target(
+        key, content_type=content_type, size=size, expires_in=expires_in, base_url=base_url
+    )
+    upload = await Upload.create(
+        id=upload_id,
+        owner_id=user.user_id,
+        kind=kind,
+        content_type=content_type,
+        size=size,
+        key=key,
+    )
+    return UploadTicket(upload=upload, target=target)
+
+
+async def get_upload(*, principal: Principal | None, upload_id: str) -> Upload:
+    """The caller's upload; NotFound otherwise (also for other users' uploads)."""
+    user = require_user(principal)
+    try:
+        key = uuid.UUID(upload_id)
+    except ValueError:
+        raise NotFound(f"no upload {upload_id}") from None
+    upload = await Upload.get_or_none(id=key, owner_id=user.user_id)
+    if upload is None:
+        raise NotFound(f"no upload {upload_id}")
+    return upload
+
+
+async def receive(
+    *, principal: Principal | None, upload_id: str, kind: UploadKind, store: ObjectStore
+) -> Received:
+    """Read back and check one of the caller's uploads; InvalidInput when it cannot be used."""
+    upload = await get_upload(principal=principal, upload_id=upload_id)
+    if upload.kind is not kind:
+        raise InvalidInput(
+            f"uploadId: upload {upload_id} is {upload.kind}, not {kind}", field="uploadId"
+        )
+    if upload.status is UploadStatus.REJECTED:
+        raise InvalidInput(
+            f"uploadId: upload {upload_id} was rejected: {upload.reason}", field="uploadId"
+        )
+    try:
+        data = await store.get(upload.key, limit=upload.size)
+    except ObjectMissing:
+        raise InvalidInput(
+            f"uploadId: upload {upload_id} has not been received; PUT the file to its URL first",
+            field="uploadId",
+        ) from None
+    except InvalidInput:
+        await _reject(upload, store, f"larger than the declared {upload.size} bytes")
+        raise
+    try:
+        info = _SNIFF[kind](data)
+    except BadInput as exc:
+        await _reject(upload, store, str(exc))
+        raise InvalidInput(f"uploadId: {exc}", field="uploadId") from None
+    if upload.status is UploadStatus.PENDING:
+        upload.status, upload.size = UploadStatus.READY, len(data)
+        upload.sha256 = hashlib.sha256(data).hexdigest()
+        await upload.save(update_fields=["status", "size", "sha256"])
+    elif hashlib.sha256(data).hexdigest() != upload.sha256:
+        await _reject(upload, store, "its bytes changed after it was first used")
+        raise InvalidInput(
+            f"uploadId: upload {upload_id} changed after first use", field="uploadId"
+        )
+    return Received(upload=upload, data=data, info=info)
+
+
+async def fetch(reference: dict[str, Any], store: ObjectStore) -> bytes:
+    """The bytes a creation's input refers to, as they were when checked; BadInput otherwise
+    (a run that starts after the upload was deleted or replaced)."""
+    try:
+        data = await store.get(reference["key"], limit=int(reference["size"]))
+    except (ObjectMissing, InvalidInput):
+        raise BadInput(f"upload {reference['id']} is no longer available") from None
+    if hashlib.sha256(data).hexdigest() != reference["sha256"]:
+        raise BadInput(f"upload {reference['id']} changed after it was checked")
+    return data
+
+
+async def _reject(upload: Upload, store: ObjectStore, reason: str) -> None:
+    upload.status, upload.reason = UploadStatus.REJECTED, reason[:200]
+    await upload.save(update_fields=["status", "reason"])
+    await store.delete(upload.key)
