@@ -17,25 +17,15 @@ import strawberry
 from pydantic import BaseModel
 from strawberry.experimental.pydantic import input as pydantic_input
 from strawberry.tools import create_type
-from strawberry.types.enum import has_enum_definition
 
 from resolvers import creation as use_cases
 from resolvers.tools import TOOLS, Mode, Tool
 from schema.context import Info
+from schema.tool_results import document_enums
 from schema.types.creation import CreationResult, result_of
 from schema.types.events import CreationEvent, from_event
 
 WaitArg = Annotated[bool, strawberry.argument(description="Return only once it has finished.")]
-
-
-def _document_enums(tool: Tool) -> None:
-    for enum, doc in tool.enums.items():
-        if not has_enum_definition(enum):
-            strawberry.enum(enum, name=doc.name, description=doc.description)
-        for value in enum.__strawberry_definition__.values:  # type: ignore[attr-defined]
-            described = doc.values.get(enum(value.value))
-            if described:
-                value.description = described
 
 
 _NESTED: dict[type[BaseModel], type] = {}
@@ -60,7 +50,7 @@ def _nested_inputs(model: type[BaseModel]) -> None:
 
 
 def _input_type(tool: Tool) -> type:
-    _document_enums(tool)
+    document_enums(tool.enums)
     _nested_inputs(tool.input_model)
     name = tool.name[0].upper() + tool.name[1:] + "Input"
     generated = type(name, (), {})

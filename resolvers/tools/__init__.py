@@ -2,7 +2,8 @@
 
 The GraphQL schema (its inputs, mutations and subscriptions), `Query.tools`, the runner and
 the worker all read this registry. Adding a tool: its engine in `inference/`, one module here
-with its input model and `TOOL`, its name in `_MODULES`, and its tests.
+with its input model and `TOOL`, its name in `_MODULES`, its result model (if it makes
+one) in `results.py`, and its tests.
 """
 
 from __future__ import annotations

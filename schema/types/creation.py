@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -14,6 +14,7 @@ from resolvers import models
 from resolvers.creation import Page
 from resolvers.errors import CreationKingError
 from schema.context import Info
+from schema.tool_results import ToolDetails, details_of
 from schema.types.errors import (
     AlreadyFinishedError,
     AuthError,
@@ -24,6 +25,12 @@ from schema.types.errors import (
     from_exception,
 )
 from schema.types.user import User
+
+# The union is built from the tool registry at import: a value to strawberry, Any to mypy.
+if TYPE_CHECKING:
+    Details: TypeAlias = Any
+else:
+    Details = ToolDetails
 
 
 @strawberry.enum(description="Lifecycle of a creation.")
@@ -48,9 +55,9 @@ class Creation:
     status: CreationStatus = strawberry.field(description="Where the creation is now.")
     input: JSON = strawberry.field(description="The validated, normalised input (snake_case).")
     result: JSON | None = strawberry.field(
-        description="Structured result of tools that make one (SWOT quadrants, a Tarot "
-        "spread, video scenes, a formatted social post, extracted code), once finished; "
-        "null otherwise. Its shape is documented per tool in Query.tools."
+        description="The structured result as plain JSON (snake_case keys), once finished; "
+        "null for tools that make none.",
+        deprecation_reason="Use `details`: the same data, typed per tool.",
     )
     model: str = strawberry.field(
         description="Backend that generated it: `dev-engine` for the built-in deterministic "
@@ -76,6 +83,14 @@ class Creation:
     )
     async def output(self, info: Info) -> str:
         return await info.context.core.outputs.read(self.inline_output, self.output_key)
+
+    @strawberry.field(
+        description="The structured result, typed per tool (SWOT quadrants, a Tarot spread, "
+        "video scenes, a formatted social post, extracted code...), once finished; null for "
+        "write and report, and while running."
+    )
+    def details(self) -> Details | None:
+        return details_of(self.tool, cast(dict[str, Any] | None, self.result))
 
     @strawberry.field(description="Who asked for it.")
     async def owner(self, info: Info) -> User:
