@@ -230,17 +230,26 @@ mutation Register($email: String!, $password: String!) {
 """
 
 
-@pytest.fixture
-async def worker(server: Server) -> AsyncIterator[None]:
+@contextlib.asynccontextmanager
+async def running_worker(server: Server) -> AsyncIterator[None]:
     """An arq worker in this process, sharing the server's open resources."""
     core = server.app.state.core
     arq_worker = create_worker(
         core.settings, ctx={"settings": core.settings, "runner": core.runner}
     )
     task = asyncio.create_task(arq_worker.async_run())
-    yield
-    task.cancel()
-    await arq_worker.close()
+    try:
+        yield
+    finally:
+        task.cancel()
+        await arq_worker.close()
+
+
+@pytest.fixture
+async def worker(server: Server) -> AsyncIterator[None]:
+    """An arq worker in this process, sharing the server's open resources."""
+    async with running_worker(server):
+        yield
 
 
 @contextlib.asynccontextmanager
