@@ -49,6 +49,9 @@ _SNIFF: dict[UploadKind, Callable[[bytes], Any]] = {
 }
 
 
+MAX_PENDING = 50  # uploads asked for and not used yet, per user
+
+
 @dataclass(frozen=True)
 class UploadTicket:
     """A new upload and where to send its bytes."""
@@ -95,6 +98,11 @@ async def create_upload(
     limit = MAX_BYTES[kind]
     if not 1 <= size <= limit:
         raise InvalidInput(f"size: must be 1 to {limit} bytes for {kind}", field="size")
+    pending = Upload.filter(owner_id=user.user_id, status=UploadStatus.PENDING)
+    if await pending.count() >= MAX_PENDING:
+        raise InvalidInput(
+            f"you have {MAX_PENDING} uploads not used yet; use them first", field="kind"
+        )
     upload_id = uuid.uuid4()
     key = f"uploads/{user.user_id}/{upload_id}"
     target = store.upload_target(

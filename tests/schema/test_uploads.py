@@ -277,3 +277,17 @@ async def test_rejected_uploads_lose_their_bytes(
     await caption(client, token, {"uploadId": upload_id})
     await row.refresh_from_db()
     assert row.status is UploadStatus.REJECTED and not stored.exists()
+
+
+async def test_unused_uploads_are_capped_per_user(
+    client: GraphQLClient, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("resolvers.upload.MAX_PENDING", 2)
+    variables = {"input": {"kind": "IMAGE", "contentType": "image/png", "size": 10}}
+    for _ in range(2):
+        ticket = (await client.query(CREATE_UPLOAD, variables, token))["createUpload"]
+        assert ticket["__typename"] == "UploadTicket"
+    refused = (await client.query(CREATE_UPLOAD, variables, token))["createUpload"]
+    assert refused["__typename"] == "InvalidInputError" and "not used yet" in refused["message"]
+    other = await client.query(CREATE_UPLOAD, variables, await client.register())
+    assert other["createUpload"]["__typename"] == "UploadTicket"
