@@ -16,8 +16,15 @@ from joserfc.jwk import OctKey
 from joserfc.jwt import JWTClaimsRegistry
 from tortoise.exceptions import IntegrityError
 
-from resolvers.errors import EmailTaken, InvalidCredentials, InvalidInput, NotAuthenticated
-from resolvers.models import User
+from resolvers.errors import (
+    EmailTaken,
+    Forbidden,
+    InvalidCredentials,
+    InvalidInput,
+    NotAuthenticated,
+)
+from resolvers.models import Role, User
+from resolvers.scopes import scope_allows
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 MIN_PASSWORD = 8
@@ -27,21 +34,62 @@ _ALGORITHM = "HS256"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a user id and when their token expires (epoch seconds)."""
+    """Who is calling: a user, until when, with what powers.
+
+    `scopes` None is a person's own session (everything a user may do); an API key or an
+    OAuth client carries the scopes it was given. Only a person's session can be an admin.
+    """
 
     user_id: str
     expires_at: int
+    role: Role = Role.USER
+    scopes: frozenset[str] | None = None
+    key_id: str | None = None  # the API key (or OAuth client) acting for the user
+    session_id: str | None = None  # the sign-in session, revoked by logout
+    client: str | None = None  # the caller's address, for the audit log
 
     @property
     def expired(self) -> bool:
         return time.time() >= self.expires_at
 
+    @property
+    def admin(self) -> bool:
+        """True for an admin's own session: it may read and manage everyone's objects."""
+        return self.role is Role.ADMIN and self.scopes is None
 
-def require_user(principal: Principal | None) -> Principal:
-    """The principal, or NotAuthenticated when the call is anonymous or the token expired."""
+    def allows(self, scope: str) -> bool:
+        """Whether this principal may do what `scope` names."""
+        return self.scopes is None or scope_allows(self.scopes, scope)
+
+    def owner_filter(self) -> dict[str, str]:
+        """The owner condition of a lookup: none for an admin, else the caller's objects."""
+        return {} if self.admin else {"owner_id": self.user_id}
+
+
+def require_user(principal: Principal | None, scope: str | None = None) -> Principal:
+    """The principal, or NotAuthenticated when the call is anonymous or the token expired,
+    or Forbidden when its credentials lack `scope`."""
     if principal is None or principal.expired:
         raise NotAuthenticated("sign in first: this operation needs an access token")
+    if scope is not None and not principal.allows(scope):
+        raise Forbidden(f"this key or client lacks the scope {scope!r}")
     return principal
+
+
+def require_person(principal: Principal | None) -> Principal:
+    """A person's own session: API keys and OAuth clients cannot manage credentials."""
+    user = require_user(principal)
+    if user.scopes is not None:
+        raise Forbidden("only a signed-in person can do this, not an API key or client")
+    return user
+
+
+def require_admin(principal: Principal | None) -> Principal:
+    """An admin's own session; Forbidden otherwise."""
+    user = require_person(principal)
+    if not user.admin:
+        raise Forbidden("this operation is for admins")
+    return user
 
 
 class Auth:
@@ -63,16 +111,36 @@ class Auth:
         # Hashing for unknown e-mails too keeps login time from revealing which exist.
         self._dummy_hash = self._hasher.hash("not-a-real-password")
 
-    def issue(self, user_id: str) -> str:
+    @property
+    def ttl_seconds(self) -> int:
+        """How long an access token lives."""
+        return self._ttl
+
+    def issue(
+        self,
+        user_id: str,
+        *,
+        role: Role = Role.USER,
+        session_id: str | None = None,
+        scopes: frozenset[str] | None = None,
+        key_id: str | None = None,
+    ) -> str:
         """A signed access token for `user_id`, valid for the configured TTL."""
         now = int(time.time())
-        claims = {
+        claims: dict[str, object] = {
             "iss": self._issuer,
             "sub": user_id,
             "iat": now,
             "exp": now + self._ttl,
             "jti": uuid.uuid4().hex,
+            "role": role.value,
         }
+        if session_id is not None:
+            claims["sid"] = session_id
+        if scopes is not None:
+            claims["scope"] = " ".join(sorted(scopes))
+        if key_id is not None:
+            claims["cid"] = key_id
         return jwt.encode({"alg": _ALGORITHM}, claims, self._key, algorithms=[_ALGORITHM])
 
     def verify(self, token: str) -> Principal:
@@ -80,9 +148,18 @@ class Auth:
         try:
             decoded = jwt.decode(token, self._key, algorithms=[_ALGORITHM])
             self._claims.validate(decoded.claims)
-        except (JoseError, ValueError) as exc:
+            claims = decoded.claims
+            scope = claims.get("scope")
+            return Principal(
+                user_id=str(claims["sub"]),
+                expires_at=int(claims["exp"]),
+                role=Role(claims.get("role", Role.USER.value)),
+                scopes=None if scope is None else frozenset(str(scope).split()),
+                key_id=None if claims.get("cid") is None else str(claims["cid"]),
+                session_id=None if claims.get("sid") is None else str(claims["sid"]),
+            )
+        except (JoseError, ValueError, TypeError) as exc:
             raise NotAuthenticated("invalid or expired access token") from exc
-        return Principal(user_id=str(decoded.claims["sub"]), expires_at=int(decoded.claims["exp"]))
 
     def principal_from_header(self, value: str | None) -> Principal | None:
         """Parse `Bearer <token>`; None when absent, NotAuthenticated when malformed."""
@@ -93,8 +170,8 @@ class Auth:
             raise NotAuthenticated("expected 'Authorization: Bearer <token>'")
         return self.verify(token.strip())
 
-    async def register(self, email: str, password: str) -> tuple[User, str]:
-        """Create an account and log it in."""
+    async def register(self, email: str, password: str) -> User:
+        """Create an account (sign it in with resolvers.sessions)."""
         email = _normalise_email(email)
         _check_password(password)
         password_hash = await asyncio.to_thread(self._hasher.hash, password)
@@ -102,10 +179,10 @@ class Auth:
             user = await User.create(email=email, password_hash=password_hash)
         except IntegrityError as exc:
             raise EmailTaken("an account with this e-mail exists") from exc
-        return user, self.issue(str(user.id))
+        return user
 
-    async def login(self, email: str, password: str) -> tuple[User, str]:
-        """Check the password and issue a token; the same error for every mismatch."""
+    async def login(self, email: str, password: str) -> User:
+        """The account these credentials open; the same error for every mismatch."""
         email = email.strip().lower()[:254]
         if not _is_text(email) or not _is_text(password):
             raise InvalidCredentials("wrong e-mail or password")
@@ -117,7 +194,7 @@ class Auth:
             raise InvalidCredentials("wrong e-mail or password") from exc
         if user is None:
             raise InvalidCredentials("wrong e-mail or password")
-        return user, self.issue(str(user.id))
+        return user
 
 
 def _normalise_email(email: str) -> str:

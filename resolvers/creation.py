@@ -12,9 +12,16 @@ from typing import Any
 
 from tortoise.expressions import Q
 
+from resolvers import scopes
 from resolvers.auth import Principal, require_user
 from resolvers.cache import Cache, copy_of, request_key
-from resolvers.errors import AlreadyFinished, InvalidInput, NotFound, ServiceUnavailable
+from resolvers.errors import (
+    AlreadyFinished,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+)
 from resolvers.events import Event, EventKind
 from resolvers.feed import Feed
 from resolvers.models import Creation, CreationStatus
@@ -49,8 +56,8 @@ async def start_creation(
 ) -> Creation:
     """Validate, store and dispatch a creation: a copy of an identical answer (cached or in
     flight) when there is one, else a new run (fast: here; long: on a worker)."""
-    user = require_user(principal)
     tool = get_tool(tool_name)
+    user = require_user(principal, scopes.tool_scope(tool.name))
     data = tool.parse(payload)
     if tool.prepare is not None:
         data = await tool.prepare(data, user, outputs.store)
@@ -99,23 +106,36 @@ async def wait_until_finished(
     return creation
 
 
-async def get_creation(*, principal: Principal | None, creation_id: str) -> Creation:
-    """The caller's creation; NotFound for unknown ids and for other users' creations."""
-    user = require_user(principal)
+async def get_creation(
+    *, principal: Principal | None, creation_id: str, scope: str = scopes.CREATIONS_READ
+) -> Creation:
+    """The caller's creation (an admin: anyone's); NotFound for unknown ids and for other
+    users' creations."""
+    user = require_user(principal, scope)
     creation = await Creation.get_or_none(id=_uuid(creation_id))
-    if creation is None or str(creation.owner_id) != user.user_id:
+    if creation is None or not (user.admin or str(creation.owner_id) == user.user_id):
         raise NotFound(f"no creation {creation_id}")
     return creation
 
 
 async def list_creations(
-    *, principal: Principal | None, first: int, after: str | None, tool: str | None = None
+    *,
+    principal: Principal | None,
+    first: int,
+    after: str | None,
+    tool: str | None = None,
+    owner_id: str | None = None,
 ) -> Page:
-    """The caller's creations, newest first, `first` at most MAX_PAGE per page."""
-    user = require_user(principal)
+    """The caller's creations, newest first, `first` at most MAX_PAGE per page. An admin
+    sees everyone's, or one user's with `owner_id`."""
+    user = require_user(principal, scopes.CREATIONS_READ)
     if not 1 <= first <= MAX_PAGE:
         raise InvalidInput(f"first: must be between 1 and {MAX_PAGE}", field="first")
-    query = Creation.filter(owner_id=user.user_id)
+    query = Creation.filter(**user.owner_filter())
+    if owner_id is not None:
+        if not user.admin:
+            raise Forbidden("only admins list other users' creations")
+        query = query.filter(owner_id=_uuid(owner_id))
     if tool is not None:
         query = query.filter(tool=get_tool(tool).name)
     if after is not None:
@@ -132,7 +152,9 @@ async def cancel_creation(
     *, principal: Principal | None, creation_id: str, runner: Runner, queue: JobQueue, feed: Feed
 ) -> Creation:
     """Stop a creation wherever it runs; it ends with `cancelled` and the usage so far."""
-    creation = await get_creation(principal=principal, creation_id=creation_id)
+    creation = await get_creation(
+        principal=principal, creation_id=creation_id, scope=scopes.CREATIONS_CANCEL
+    )
     if creation.status.terminal:
         raise AlreadyFinished(f"creation {creation_id} is already {creation.status.value}")
     # Not started yet: cancel it here (the compare-and-set loses to a runner that claims it).

@@ -5,7 +5,9 @@
      ├── NotAuthenticated      no or an invalid/expired token
      ├── InvalidCredentials    wrong e-mail or password
      ├── EmailTaken            register with an e-mail that exists
+     ├── Forbidden             the credentials lack a scope or role the operation needs
      ├── NotFound              unknown id, or an object the caller may not see
+     ├── RateLimited           over a request rate or token quota (`retry_after` seconds)
      ├── AlreadyFinished       cancel of a creation that has ended
      └── ServiceUnavailable    a backing service (database, Redis, model) failed
 
@@ -62,6 +64,26 @@ class EmailTaken(CreationKingError):
     """An account with this e-mail exists."""
 
     code = "EMAIL_TAKEN"
+
+
+class Forbidden(CreationKingError):
+    """The caller is known but its key, client or role does not allow this."""
+
+    code = "FORBIDDEN"
+
+
+class RateLimited(CreationKingError):
+    """Too many requests or tokens for now; `retry_after` says when to try again."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after + 0.999))
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        return {"code": self.code, "retryAfter": self.retry_after}
 
 
 class NotFound(CreationKingError):

@@ -43,3 +43,18 @@ def cache_entry(key: str) -> str:
 def in_flight(key: str) -> str:
     """Points at the creation now generating the answer to this request."""
     return f"{PREFIX}:inflight:{{{key}}}"
+
+
+def revoked_session(session_id: str) -> str:
+    """Set when a sign-in session ends; its access tokens are refused until they expire."""
+    return f"{PREFIX}:session:{{{session_id}}}:revoked"
+
+
+def rate_bucket(subject: str) -> str:
+    """A caller's request token bucket (hash of tokens and last refill time)."""
+    return f"{PREFIX}:rate:{{{subject}}}"
+
+
+def token_quota(subject: str, period: str) -> str:
+    """Model tokens a caller reserved in one quota period."""
+    return f"{PREFIX}:quota:{{{subject}}}:{period}"

@@ -9,6 +9,7 @@ from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
+from resolvers import scopes
 from resolvers.auth import Principal, require_user
 from resolvers.errors import InvalidInput, NotFound
 from resolvers.models import Lexicon
@@ -65,7 +66,7 @@ async def create_lexicon(
     entries: Sequence[Mapping[str, str]],
 ) -> Lexicon:
     """Store a new lexicon for the caller; names are unique per user."""
-    user = require_user(principal)
+    user = require_user(principal, scopes.LEXICONS_WRITE)
     values: dict[str, Any] = {
         "name": _text(name, "name", MAX_NAME),
         "source_lang": _language(source_lang, "source_lang"),
@@ -82,14 +83,17 @@ async def create_lexicon(
         raise InvalidInput("name: you have a lexicon with this name", field="name") from None
 
 
-async def get_lexicon(*, principal: Principal | None, lexicon_id: str) -> Lexicon:
-    """The caller's lexicon; NotFound for unknown ids and for other users' lexicons."""
-    user = require_user(principal)
+async def get_lexicon(
+    *, principal: Principal | None, lexicon_id: str, scope: str = scopes.LEXICONS_READ
+) -> Lexicon:
+    """The caller's lexicon (an admin: anyone's); NotFound for unknown ids and for other
+    users' lexicons."""
+    user = require_user(principal, scope)
     try:
         key = uuid.UUID(lexicon_id)
     except ValueError:
         raise NotFound(f"no lexicon {lexicon_id}") from None
-    lexicon = await Lexicon.get_or_none(id=key, owner_id=user.user_id)
+    lexicon = await Lexicon.filter(id=key, **user.owner_filter()).first()
     if lexicon is None:
         raise NotFound(f"no lexicon {lexicon_id}")
     return lexicon
@@ -97,7 +101,7 @@ async def get_lexicon(*, principal: Principal | None, lexicon_id: str) -> Lexico
 
 async def list_lexicons(*, principal: Principal | None) -> list[Lexicon]:
     """The caller's lexicons, by name."""
-    user = require_user(principal)
+    user = require_user(principal, scopes.LEXICONS_READ)
     return await Lexicon.filter(owner_id=user.user_id).order_by("name")
 
 
@@ -109,7 +113,9 @@ async def update_lexicon(
     entries: Sequence[Mapping[str, str]] | None = None,
 ) -> Lexicon:
     """Rename a lexicon and/or replace its entries; nothing changes if any value is bad."""
-    lexicon = await get_lexicon(principal=principal, lexicon_id=lexicon_id)
+    lexicon = await get_lexicon(
+        principal=principal, lexicon_id=lexicon_id, scope=scopes.LEXICONS_WRITE
+    )
     if name is not None:
         lexicon.name = _text(name, "name", MAX_NAME)
     if entries is not None:
@@ -123,6 +129,8 @@ async def update_lexicon(
 
 async def delete_lexicon(*, principal: Principal | None, lexicon_id: str) -> Lexicon:
     """Delete the caller's lexicon; past translations keep the terms they used."""
-    lexicon = await get_lexicon(principal=principal, lexicon_id=lexicon_id)
+    lexicon = await get_lexicon(
+        principal=principal, lexicon_id=lexicon_id, scope=scopes.LEXICONS_WRITE
+    )
     await lexicon.delete()
     return lexicon

@@ -24,12 +24,22 @@ class CreationStatus(StrEnum):
         return self in (CreationStatus.COMPLETED, CreationStatus.FAILED, CreationStatus.CANCELLED)
 
 
+class Role(StrEnum):
+    """What an account may do: admins read and manage everyone's objects."""
+
+    USER = "USER"
+    ADMIN = "ADMIN"
+
+
 class User(Model):
     """An account, its e-mail stored lower-cased."""
 
     id = fields.UUIDField(primary_key=True)
     email = fields.CharField(max_length=254, unique=True)
     password_hash = fields.CharField(max_length=255)
+    role = fields.CharEnumField(Role, max_length=8, default=Role.USER)
+    # Set for accounts that sign in through an external OIDC issuer: "<issuer>|<subject>".
+    external_id = fields.CharField(max_length=300, null=True, unique=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -62,6 +72,8 @@ class Creation(Model):
     )
     source_id: UUID | None
     cache_key = fields.CharField(max_length=64, null=True)
+    # Tokens reserved from the owner's quota at admission; the unused part is refunded.
+    reserved_tokens = fields.IntField(default=0)
     # Outputs over CK_OUTPUT_INLINE_BYTES live in object storage; `output` keeps their start.
     output_key = fields.CharField(max_length=200, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -146,3 +158,68 @@ class Upload(Model):
     class Meta:
         table = "uploads"
         indexes = (("owner_id", "created_at"),)
+
+
+class RefreshToken(Model):
+    """One link in the chain of rotating refresh tokens of a sign-in session (hash only).
+
+    Every refresh replaces the token with a new one of the same family (the session). Using
+    a replaced token again means it was stolen: the whole family is revoked."""
+
+    id = fields.UUIDField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="refresh_tokens", on_delete=fields.CASCADE
+    )
+    user_id: UUID
+    family = fields.UUIDField(db_index=True)  # the session id, also in its access tokens
+    token_hash = fields.CharField(max_length=64, unique=True)
+    expires_at = fields.DatetimeField()
+    replaced_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "refresh_tokens"
+
+
+class ApiKey(Model):
+    """A partner credential acting for its owner within its scopes (hash only).
+
+    Used directly as a bearer token, or as the client id and secret of the OAuth2
+    client-credentials flow."""
+
+    id = fields.UUIDField(primary_key=True)
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="api_keys", on_delete=fields.CASCADE
+    )
+    owner_id: UUID
+    name = fields.CharField(max_length=100)
+    prefix = fields.CharField(max_length=16, unique=True)  # shown in lists, finds the row
+    secret_hash = fields.CharField(max_length=64)
+    scopes: list[str] = fields.JSONField(default=list)
+    expires_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+    last_used_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "api_keys"
+
+
+class AuditEntry(Model):
+    """Who did what, when, from where, and how it ended. Rows are never changed or deleted
+    (the database refuses UPDATE and DELETE on this table)."""
+
+    id = fields.BigIntField(primary_key=True)
+    at = fields.DatetimeField(auto_now_add=True, db_index=True)
+    actor_id = fields.UUIDField(null=True, db_index=True)  # null: anonymous
+    key_id = fields.UUIDField(null=True)  # the API key acting for the actor
+    operation = fields.CharField(max_length=64, db_index=True)
+    tool = fields.CharField(max_length=32, null=True)
+    object_ids: list[str] = fields.JSONField(default=list)
+    outcome = fields.CharField(max_length=40)  # OK or an error code
+    detail = fields.CharField(max_length=300, null=True)  # never user content or secrets
+    client = fields.CharField(max_length=100, null=True)  # the caller's address
+
+    class Meta:
+        table = "audit_log"

@@ -8,6 +8,7 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 
 from inference import tarot
+from resolvers import scopes
 from resolvers.auth import Principal, require_user
 from resolvers.errors import InvalidInput, NotFound
 from resolvers.models import Preset
@@ -22,7 +23,7 @@ async def save_preset(
     *, principal: Principal | None, tool: str, name: str, data: dict[str, Any]
 ) -> Preset:
     """Store validated preset data under a name unique per user and tool."""
-    user = require_user(principal)
+    user = require_user(principal, scopes.PRESETS_WRITE)
     name = name.strip()
     if not 1 <= len(name) <= MAX_NAME or "\x00" in name:
         raise InvalidInput(f"name: must be 1 to {MAX_NAME} characters", field="name")
@@ -34,14 +35,17 @@ async def save_preset(
         raise InvalidInput("name: you already saved one with this name", field="name") from None
 
 
-async def get_preset(*, principal: Principal | None, tool: str, preset_id: str) -> Preset:
-    """The caller's preset for `tool`; NotFound otherwise (also for other users' presets)."""
-    user = require_user(principal)
+async def get_preset(
+    *, principal: Principal | None, tool: str, preset_id: str, scope: str = scopes.PRESETS_READ
+) -> Preset:
+    """The caller's preset for `tool` (an admin: anyone's); NotFound otherwise (also for
+    other users' presets)."""
+    user = require_user(principal, scope)
     try:
         key = uuid.UUID(preset_id)
     except ValueError:
         raise NotFound(f"no saved {tool} preset {preset_id}") from None
-    preset = await Preset.get_or_none(id=key, owner_id=user.user_id, tool=tool)
+    preset = await Preset.filter(id=key, tool=tool, **user.owner_filter()).first()
     if preset is None:
         raise NotFound(f"no saved {tool} preset {preset_id}")
     return preset
@@ -49,13 +53,15 @@ async def get_preset(*, principal: Principal | None, tool: str, preset_id: str) 
 
 async def list_presets(*, principal: Principal | None, tool: str) -> list[Preset]:
     """The caller's presets for `tool`, by name."""
-    user = require_user(principal)
+    user = require_user(principal, scopes.PRESETS_READ)
     return await Preset.filter(owner_id=user.user_id, tool=tool).order_by("name")
 
 
 async def delete_preset(*, principal: Principal | None, tool: str, preset_id: str) -> Preset:
     """Delete one of the caller's presets; creations that used it keep their copy."""
-    preset = await get_preset(principal=principal, tool=tool, preset_id=preset_id)
+    preset = await get_preset(
+        principal=principal, tool=tool, preset_id=preset_id, scope=scopes.PRESETS_WRITE
+    )
     await preset.delete()
     return preset
 

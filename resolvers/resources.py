@@ -7,10 +7,11 @@ which decide what to pass in; nothing here reads the environment.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import fakeredis
 from redis.asyncio import Redis
@@ -25,13 +26,18 @@ from resolvers.bus import Bus, ResilientRedisBackend
 from resolvers.cache import Cache
 from resolvers.feed import Feed
 from resolvers.history import History
+from resolvers.identity import Identity
 from resolvers.models import Creation, CreationStatus
 from resolvers.outputs import Outputs
 from resolvers.routing import Router, Variant
 from resolvers.runner import Batching, Runner
+from resolvers.sessions import Sessions
 from resolvers.settings import Settings
 from resolvers.storage import make_store
 from resolvers.tools import TOOLS
+
+if TYPE_CHECKING:
+    from resolvers.oidc import OIDCVerifier
 
 
 @dataclass
@@ -47,6 +53,8 @@ class Core:
     auth: Auth
     cache: Cache
     outputs: Outputs
+    sessions: Sessions
+    identity: Identity
 
 
 def make_redis(settings: Settings) -> Redis:
@@ -78,6 +86,20 @@ def make_engine(settings: Settings) -> Engine:
             )
         )
     return DevEngine(token_delay=settings.dev_token_delay)
+
+
+def make_oidc(settings: Settings) -> OIDCVerifier | None:
+    """The external issuer's token verifier, when one is configured."""
+    if not settings.oidc_issuer:
+        return None
+    from resolvers.oidc import OIDCConfig, OIDCVerifier
+
+    if not settings.oidc_audience:
+        raise ValueError("CK_OIDC_ISSUER needs CK_OIDC_AUDIENCE")
+    config = OIDCConfig(issuer=settings.oidc_issuer, audience=settings.oidc_audience)
+    if settings.oidc_jwks_url:
+        config = dataclasses.replace(config, jwks_url=settings.oidc_jwks_url)
+    return OIDCVerifier(config)
 
 
 def make_auth(settings: Settings) -> Auth:
@@ -165,8 +187,12 @@ async def open_core(
     )
     await runner.start()
     auth = make_auth(settings)
+    sessions = Sessions(auth, redis, refresh_ttl_seconds=settings.refresh_token_ttl_days * 86_400)
+    identity = Identity(auth, sessions, oidc=make_oidc(settings), oidc_issuer=settings.oidc_issuer)
     try:
-        yield Core(settings, redis, bus, feed, engine, runner, auth, cache, outputs)
+        yield Core(
+            settings, redis, bus, feed, engine, runner, auth, cache, outputs, sessions, identity
+        )
     finally:
         await runner.stop()
         await bus.stop()

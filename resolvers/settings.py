@@ -48,7 +48,27 @@ class Settings(BaseSettings):
         None, description="HS256 key, at least 32 characters; embedded mode generates one"
     )
     jwt_issuer: str = "creation-king"
-    access_token_ttl_seconds: int = Field(3600, ge=60, le=86_400)
+    access_token_ttl_seconds: int = Field(
+        900, ge=60, le=86_400, description="access tokens are short-lived; refresh them"
+    )
+    refresh_token_ttl_days: int = Field(30, ge=1, le=365, description="sign-in session length")
+    oidc_issuer: str | None = Field(
+        None, description="accept RS256 access tokens of this OIDC issuer (e.g. Auth0)"
+    )
+    oidc_audience: str | None = Field(None, description="the audience those tokens must name")
+    oidc_jwks_url: str | None = Field(None, description="unset = <issuer>.well-known/jwks.json")
+    rate_limit_per_minute: int = Field(
+        10_000, ge=1, description="requests per caller (user or key), token bucket"
+    )
+    rate_limit_burst: int | None = Field(
+        None, ge=1, description="bucket size; unset = a sixth of the per-minute rate"
+    )
+    token_quota_per_day: int = Field(
+        2_000_000, ge=0, description="model tokens per user per UTC day; 0 = unlimited"
+    )
+    max_subscriptions_per_user: int = Field(
+        50, ge=1, le=10_000, description="open subscriptions per user on one API process"
+    )
     argon2_time_cost: int = Field(3, ge=1, le=10)
     argon2_memory_kib: int = Field(65_536, ge=8, le=1_048_576)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from inference import media
 from inference.base import BadInput
+from resolvers import scopes
 from resolvers.auth import Principal, require_user
 from resolvers.errors import InvalidInput, NotFound
 from resolvers.models import Upload, UploadKind, UploadStatus
@@ -90,7 +91,7 @@ async def create_upload(
     expires_in: int,
 ) -> UploadTicket:
     """Record a pending upload and make the URL its bytes go to."""
-    user = require_user(principal)
+    user = require_user(principal, scopes.UPLOADS_WRITE)
     content_type = content_type.strip().lower()
     if content_type not in CONTENT_TYPES[kind]:
         allowed = ", ".join(sorted(CONTENT_TYPES[kind]))
@@ -120,13 +121,14 @@ async def create_upload(
 
 
 async def get_upload(*, principal: Principal | None, upload_id: str) -> Upload:
-    """The caller's upload; NotFound otherwise (also for other users' uploads)."""
-    user = require_user(principal)
+    """The caller's upload (an admin: anyone's); NotFound otherwise (also for other users'
+    uploads)."""
+    user = require_user(principal, scopes.UPLOADS_WRITE)
     try:
         key = uuid.UUID(upload_id)
     except ValueError:
         raise NotFound(f"no upload {upload_id}") from None
-    upload = await Upload.get_or_none(id=key, owner_id=user.user_id)
+    upload = await Upload.filter(id=key, **user.owner_filter()).first()
     if upload is None:
         raise NotFound(f"no upload {upload_id}")
     return upload

@@ -10,8 +10,16 @@ import strawberry
 from resolvers.auth import require_user
 from resolvers.errors import CreationKingError, NotAuthenticated
 from resolvers.models import User as UserRow
+from resolvers.sessions import SignedIn
 from schema.context import Info
-from schema.types.auth import AuthResult, AuthSession, LoginInput, RegisterInput
+from schema.types.auth import (
+    AuthResult,
+    AuthSession,
+    LoggedOut,
+    LoginInput,
+    LogoutResult,
+    RegisterInput,
+)
 from schema.types.errors import auth_failure
 from schema.types.user import User
 
@@ -27,12 +35,22 @@ class AuthQuery:
         return User.from_model(row)
 
 
-async def _signed_in(call: Awaitable[tuple[UserRow, str]]) -> AuthResult:
+async def _signed_in(info: Info, call: Awaitable[UserRow]) -> AuthResult:
+    """Open a session for the account `call` returns."""
     try:
-        row, token = await call
+        session = await info.context.core.sessions.start(await call)
     except CreationKingError as exc:
         return auth_failure(exc)
-    return AuthSession(access_token=token, user=User.from_model(row))
+    return _session(session)
+
+
+def _session(session: SignedIn) -> AuthSession:
+    return AuthSession(
+        access_token=session.access_token,
+        refresh_token=session.refresh_token,
+        expires_in=session.expires_in,
+        user=User.from_model(session.user),
+    )
 
 
 @strawberry.type
@@ -43,7 +61,7 @@ class AuthMutation:
         info: Info,
         input: Annotated[RegisterInput, strawberry.argument(description="The new account.")],
     ) -> AuthResult:
-        return await _signed_in(info.context.core.auth.register(input.email, input.password))
+        return await _signed_in(info, info.context.core.auth.register(input.email, input.password))
 
     @strawberry.mutation(description="Sign in with e-mail and password.")
     async def login(
@@ -51,4 +69,32 @@ class AuthMutation:
         info: Info,
         input: Annotated[LoginInput, strawberry.argument(description="The credentials.")],
     ) -> AuthResult:
-        return await _signed_in(info.context.core.auth.login(input.email, input.password))
+        return await _signed_in(info, info.context.core.auth.login(input.email, input.password))
+
+    @strawberry.mutation(
+        description="Trade a refresh token for a new access token and a new refresh token. "
+        "A refresh token used twice ends its session (it was copied)."
+    )
+    async def refresh_session(
+        self,
+        info: Info,
+        refresh_token: Annotated[
+            str, strawberry.argument(description="The latest refresh token of the session.")
+        ],
+    ) -> AuthResult:
+        try:
+            session = await info.context.core.sessions.refresh(refresh_token[:200])
+        except CreationKingError as exc:
+            return auth_failure(exc)
+        return _session(session)
+
+    @strawberry.mutation(
+        description="End the caller's session: its refresh tokens and access tokens stop "
+        "working (other sessions of the account are untouched)."
+    )
+    async def logout(self, info: Info) -> LogoutResult:
+        try:
+            await info.context.core.sessions.logout(info.context.user())
+        except CreationKingError as exc:
+            return auth_failure(exc)
+        return LoggedOut(ok=True)

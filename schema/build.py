@@ -18,6 +18,7 @@ from strawberry.extensions import (
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from schema.apikeys import ApiKeyMutation, ApiKeyQuery
 from schema.auth import AuthMutation, AuthQuery
 from schema.creations import CreationMutation, CreationQuery, CreationSubscription
 from schema.extensions import LoadersPerOperation, MaskUnexpectedErrors
@@ -39,7 +40,9 @@ _GUARD_RULES = [
 ]
 
 ToolMutation, ToolSubscription = build_tool_types()
-Query = merge_types("Query", (AuthQuery, CreationQuery, LexiconQuery, PresetQuery, UploadQuery))
+Query = merge_types(
+    "Query", (AuthQuery, CreationQuery, LexiconQuery, PresetQuery, UploadQuery, ApiKeyQuery)
+)
 Mutation = merge_types(
     "Mutation",
     (
@@ -49,6 +52,7 @@ Mutation = merge_types(
         LexiconMutation,
         PresetMutation,
         UploadMutation,
+        ApiKeyMutation,
     ),
 )
 Subscription = merge_types("Subscription", (ToolSubscription, CreationSubscription))

@@ -89,7 +89,7 @@ def _export_schema(args: argparse.Namespace) -> None:
 
 def _token(args: argparse.Namespace) -> None:
     from resolvers import db
-    from resolvers.models import User
+    from resolvers.models import Role, User
     from resolvers.resources import make_auth
 
     settings = _settings()
@@ -105,9 +105,13 @@ def _token(args: argparse.Namespace) -> None:
             if user is None:
                 if not args.create:
                     sys.exit(f"no user {args.email}; pass --create to make one")
-                user, _ = await auth.register(args.email, secrets.token_urlsafe(24))
+                user = await auth.register(args.email, secrets.token_urlsafe(24))
                 print(f"created user {user.email}", file=sys.stderr)
-            return auth.issue(str(user.id))
+            if args.admin and user.role is not Role.ADMIN:
+                user.role = Role.ADMIN
+                await user.save(update_fields=["role"])
+                print(f"{user.email} is now an admin", file=sys.stderr)
+            return auth.issue(str(user.id), role=user.role)
         finally:
             await db.close_db()
 
@@ -139,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     token = commands.add_parser("token", help="mint an access token (development)")
     token.add_argument("email")
     token.add_argument("--create", action="store_true", help="create the user if missing")
+    token.add_argument("--admin", action="store_true", help="make the user an admin first")
     token.set_defaults(run=_token)
 
     args = parser.parse_args(argv)

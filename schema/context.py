@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from resolvers.auth import Principal
-from resolvers.errors import NotAuthenticated
+from resolvers.errors import NotAuthenticated, ServiceUnavailable
 from resolvers.loaders import Loaders
 from resolvers.queue import JobQueue
 from resolvers.resources import Core
@@ -33,7 +33,7 @@ class Context:
     core: Core
     queue: JobQueue
     principal: Principal | None = None
-    auth_error: NotAuthenticated | None = None
+    auth_error: NotAuthenticated | ServiceUnavailable | None = None
     # Strawberry stores the websocket connection_init payload here.
     connection_params: dict[str, Any] | None = None
 

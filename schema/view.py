@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import time
+import weakref
 from typing import Any
 
 from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
 
-from resolvers.errors import NotAuthenticated
+from resolvers.errors import NotAuthenticated, ServiceUnavailable
 from resolvers.queue import JobQueue
 from resolvers.resources import Core
 from schema.context import Context
@@ -92,22 +96,61 @@ class GraphQLView(GraphQL[Context, None]):
         context = Context(request=request, response=response, core=core, queue=queue)
         if isinstance(request, Request):
             try:
-                context.principal = core.auth.principal_from_header(
-                    request.headers.get("authorization")
+                context.principal = await core.identity.principal(
+                    request.headers.get("authorization"),
+                    request.headers.get("x-api-key"),
+                    client=_client(request),
                 )
-            except NotAuthenticated as exc:
+            except (NotAuthenticated, ServiceUnavailable) as exc:
                 context.auth_error = exc
         return context
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
         params = context.connection_params or {}
         header = params.get("Authorization") or params.get("authorization")
-        if header is None:
+        api_key = params.get("X-API-Key") or params.get("x-api-key")
+        if header is None and api_key is None:
             return None  # anonymous: only public fields work
-        if not isinstance(header, str):
-            raise ConnectionRejectionError({"reason": "Authorization must be a string"})
+        if not isinstance(header, str | None) or not isinstance(api_key, str | None):
+            raise ConnectionRejectionError({"reason": "credentials must be strings"})
         try:
-            context.principal = context.core.auth.principal_from_header(header)
-        except NotAuthenticated as exc:
+            principal = await context.core.identity.principal(
+                header, api_key, client=_client(context.request)
+            )
+        except (NotAuthenticated, ServiceUnavailable) as exc:
             raise ConnectionRejectionError({"reason": exc.message}) from exc
-        return {"expiresAt": context.principal.expires_at if context.principal else None}
+        context.principal = principal
+        if principal is None:
+            return None
+        websocket = context.request
+        if isinstance(websocket, WebSocket):
+            _close_at(websocket, principal.expires_at)
+        return {"expiresAt": principal.expires_at}
+
+
+def _client(request: Request | WebSocket) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _close_at(websocket: WebSocket, expires_at: float) -> None:
+    """Close the socket with 4401 when its credentials expire: a client reconnects with a
+    fresh token (subscriptions resume with `after`)."""
+    loop = asyncio.get_running_loop()
+    ref = weakref.ref(websocket)
+
+    def expire() -> None:
+        socket = ref()
+        if socket is not None and socket.application_state is WebSocketState.CONNECTED:
+            task = loop.create_task(_close(socket))
+            _CLOSING.add(task)
+            task.add_done_callback(_CLOSING.discard)
+
+    loop.call_later(max(0.0, expires_at - time.time()), expire)
+
+
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
+async def _close(socket: WebSocket) -> None:
+    with contextlib.suppress(RuntimeError, OSError):  # it may be closing already
+        await socket.close(code=4401, reason="the access token expired")

@@ -28,10 +28,26 @@ class AuthSession:
         description="JWT for `Authorization: Bearer <token>` (HTTP) or the websocket "
         'connection_init payload `{"Authorization": "Bearer <token>"}`.'
     )
+    refresh_token: str = strawberry.field(
+        description="Trade it for a new session with Mutation.refreshSession before it "
+        "expires (30 days by default). Each refresh token works once: keep the new one."
+    )
+    expires_in: int = strawberry.field(description="Seconds until the access token expires.")
     user: User = strawberry.field(description="The signed-in user.")
 
 
 AuthResult = Annotated[
     AuthSession | InvalidInputError | AuthError | UnavailableError,
     strawberry.union("AuthResult", description="A session, or why none was opened."),
+]
+
+
+@strawberry.type(description="The session has ended.")
+class LoggedOut:
+    ok: bool = strawberry.field(description="Always true.")
+
+
+LogoutResult = Annotated[
+    LoggedOut | InvalidInputError | AuthError | UnavailableError,
+    strawberry.union("LogoutResult", description="Logged out, or why not."),
 ]

@@ -21,6 +21,7 @@ from schema.types.errors import (
     ErrorType,
     InvalidInputError,
     NotFoundError,
+    RateLimitedError,
     UnavailableError,
     from_exception,
 )
@@ -151,6 +152,7 @@ CreationResult = Annotated[
     | AuthError
     | NotFoundError
     | AlreadyFinishedError
+    | RateLimitedError
     | UnavailableError,
     strawberry.union("CreationResult", description="The creation, or why the call failed."),
 ]

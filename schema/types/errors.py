@@ -23,6 +23,13 @@ class ErrorCode(Enum):
     EMAIL_TAKEN = strawberry.enum_value(
         "EMAIL_TAKEN", description="An account with this e-mail already exists."
     )
+    FORBIDDEN = strawberry.enum_value(
+        "FORBIDDEN",
+        description="Signed in, but the key, client or role lacks the permission needed.",
+    )
+    RATE_LIMITED = strawberry.enum_value(
+        "RATE_LIMITED", description="Over a request rate or token quota; see retryAfter."
+    )
     NOT_FOUND = strawberry.enum_value(
         "NOT_FOUND", description="No such object, or it is not yours."
     )
@@ -47,9 +54,17 @@ class InvalidInputError(Error):
     )
 
 
-@strawberry.type(description="Authentication failed or is missing.")
+@strawberry.type(
+    description="Authentication failed or is missing (UNAUTHENTICATED, INVALID_CREDENTIALS, "
+    "EMAIL_TAKEN), or the credentials lack a permission (FORBIDDEN)."
+)
 class AuthError(Error):
     pass
+
+
+@strawberry.type(description="Over a limit; nothing was started or stored.")
+class RateLimitedError(Error):
+    retry_after: int = strawberry.field(description="Seconds to wait before trying again.")
 
 
 @strawberry.type(description="The object does not exist or belongs to someone else.")
@@ -67,7 +82,14 @@ class UnavailableError(Error):
     pass
 
 
-ErrorType = InvalidInputError | AuthError | NotFoundError | AlreadyFinishedError | UnavailableError
+ErrorType = (
+    InvalidInputError
+    | AuthError
+    | NotFoundError
+    | AlreadyFinishedError
+    | RateLimitedError
+    | UnavailableError
+)
 
 
 def from_exception(exc: errors.CreationKingError) -> ErrorType:
@@ -75,8 +97,13 @@ def from_exception(exc: errors.CreationKingError) -> ErrorType:
     code = ErrorCode(exc.code)
     if isinstance(exc, errors.InvalidInput):
         return InvalidInputError(code=code, message=exc.message, field=exc.field)
-    if isinstance(exc, errors.NotAuthenticated | errors.InvalidCredentials | errors.EmailTaken):
+    if isinstance(
+        exc,
+        errors.NotAuthenticated | errors.InvalidCredentials | errors.EmailTaken | errors.Forbidden,
+    ):
         return AuthError(code=code, message=exc.message)
+    if isinstance(exc, errors.RateLimited):
+        return RateLimitedError(code=code, message=exc.message, retry_after=exc.retry_after)
     if isinstance(exc, errors.NotFound):
         return NotFoundError(code=code, message=exc.message)
     if isinstance(exc, errors.AlreadyFinished):

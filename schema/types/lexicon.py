@@ -11,7 +11,6 @@ import strawberry
 from resolvers import models
 from resolvers.errors import CreationKingError
 from schema.types.errors import (
-    AlreadyFinishedError,
     AuthError,
     ErrorCode,
     InvalidInputError,
@@ -88,9 +87,9 @@ async def lexicon_result(
         return Lexicon.from_model(await call)
     except CreationKingError as exc:
         error = from_exception(exc)
-    if isinstance(error, AlreadyFinishedError):  # not raised by lexicon use cases
-        return UnavailableError(code=ErrorCode.SERVICE_UNAVAILABLE, message=error.message)
-    return error
+    if isinstance(error, InvalidInputError | AuthError | NotFoundError | UnavailableError):
+        return error
+    return UnavailableError(code=ErrorCode.SERVICE_UNAVAILABLE, message=error.message)
 
 
 def entries_of(entries: list[LexiconEntryInput]) -> list[dict[str, str]]:

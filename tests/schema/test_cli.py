@@ -56,6 +56,9 @@ async def test_migrate_creates_the_schema_once_on_a_fresh_postgres(pg_url: str) 
             "lexicons",
             "presets",
             "uploads",
+            "api_keys",
+            "refresh_tokens",
+            "audit_log",
             "tortoise_migrations",
             f"applied:{MIGRATIONS}",
         }

@@ -1,0 +1,126 @@
+"""Who is calling: one entry point for every kind of credential a request may carry.
+
+`Authorization: Bearer <token>` holds one of: our own access token (a person's session, or
+an OAuth client's token), an API key (`ck_...`), or an access token from the configured
+external OIDC issuer (RS256, checked against its JWKS). `X-API-Key: ck_...` works too.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import secrets
+from typing import TYPE_CHECKING
+
+from tortoise.exceptions import IntegrityError
+
+from resolvers.apikeys import looks_like_key, verify_api_key
+from resolvers.auth import Auth, Principal
+from resolvers.errors import NotAuthenticated, ServiceUnavailable
+from resolvers.models import Role, User
+from resolvers.sessions import Sessions
+
+if TYPE_CHECKING:
+    from resolvers.oidc import OIDCVerifier
+
+
+class Identity:
+    """Turns request credentials into a Principal (or None for an anonymous call)."""
+
+    def __init__(
+        self,
+        auth: Auth,
+        sessions: Sessions,
+        *,
+        oidc: OIDCVerifier | None = None,
+        oidc_issuer: str | None = None,
+    ) -> None:
+        self._auth = auth
+        self._sessions = sessions
+        self._oidc = oidc
+        self._oidc_issuer = oidc_issuer
+
+    async def principal(
+        self, authorization: str | None, api_key: str | None = None, client: str | None = None
+    ) -> Principal | None:
+        """The caller; NotAuthenticated when a credential is present but not valid."""
+        token = None
+        if authorization:
+            scheme, _, value = authorization.strip().partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                raise NotAuthenticated("expected 'Authorization: Bearer <token>'")
+            token = value.strip()
+        elif api_key:
+            token = api_key.strip()
+        if token is None:
+            return None
+        principal = await self._verify(token)
+        return dataclasses.replace(principal, client=client) if client else principal
+
+    async def _verify(self, token: str) -> Principal:
+        if looks_like_key(token):
+            return await verify_api_key(token, ttl_seconds=self._auth.ttl_seconds)
+        if self._oidc is not None and _same_issuer(_issuer(token), self._oidc_issuer):
+            return await self._external(token)
+        return await self._sessions.check(self._auth.verify(token))
+
+    async def _external(self, token: str) -> Principal:
+        from resolvers.oidc import ExternalTokenError, IssuerUnavailable
+
+        assert self._oidc is not None
+        try:
+            identity = await self._oidc.verify(token)
+        except IssuerUnavailable as exc:
+            raise ServiceUnavailable("the identity provider cannot be reached") from exc
+        except ExternalTokenError as exc:
+            raise NotAuthenticated(str(exc)) from exc
+        user = await _user_for(identity.issuer, identity.subject, identity.email)
+        return Principal(
+            user_id=str(user.id),
+            expires_at=identity.expires_at,
+            role=user.role,
+        )
+
+
+def _issuer(token: str) -> str | None:
+    """The unverified `iss` of a JWT, to pick its verifier (then verified in full)."""
+    parts = token.split(".")
+    if len(parts) != 3 or len(parts[1]) > 8_192:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    issuer = claims.get("iss") if isinstance(claims, dict) else None
+    return issuer if isinstance(issuer, str) else None
+
+
+def _same_issuer(seen: str | None, configured: str | None) -> bool:
+    """Route a token to the OIDC verifier despite a trailing-slash difference; the verifier
+    then checks `iss` exactly and says so when it differs."""
+    return (
+        seen is not None and configured is not None and seen.rstrip("/") == configured.rstrip("/")
+    )
+
+
+async def _user_for(issuer: str, subject: str, email: str | None) -> User:
+    """The account of an external identity, made on its first visit."""
+    external_id = f"{issuer}|{subject}"[:300]
+    user = await User.get_or_none(external_id=external_id)
+    if user is not None:
+        return user
+    # The e-mail is only a label here: the issuer vouches for the subject, not for an
+    # existing local account with the same address, so it never links to one.
+    label = f"{secrets.token_hex(8)}@external.invalid"
+    if email and not await User.exists(email=email.lower()):
+        label = email.lower()[:254]
+    try:
+        return await User.create(
+            email=label, password_hash="!external", external_id=external_id, role=Role.USER
+        )
+    except IntegrityError:  # a concurrent first visit made it
+        made = await User.get_or_none(external_id=external_id)
+        if made is None:
+            raise
+        return made
