@@ -24,6 +24,7 @@ from resolvers.errors import (
 )
 from resolvers.events import Event, EventKind
 from resolvers.feed import Feed
+from resolvers.limits import admit_tokens
 from resolvers.models import Creation, CreationStatus
 from resolvers.outputs import Outputs
 from resolvers.queue import JobQueue
@@ -53,6 +54,7 @@ async def start_creation(
     cache: Cache,
     feed: Feed,
     outputs: Outputs,
+    quota_per_day: int = 0,
 ) -> Creation:
     """Validate, store and dispatch a creation: a copy of an identical answer (cached or in
     flight) when there is one, else a new run (fast: here; long: on a worker)."""
@@ -62,6 +64,8 @@ async def start_creation(
     if tool.prepare is not None:
         data = await tool.prepare(data, user, outputs.store)
         tool.validate(data)
+    budget = tool.token_budget(data)
+    await admit_tokens(user.user_id, budget, per_day=quota_per_day)
     variant, backend = runner.choose(tool.name)
     served_by = f"{variant.backend}/{variant.model}/{variant.version}/{variant.adapter}"
     key = request_key(tool.name, data, served_by)
@@ -75,6 +79,7 @@ async def start_creation(
         model=backend,
         variant=variant.name,
         cache_key=key,
+        reserved_tokens=budget,
     )
     source = await cache.source_for(key, data, str(creation.id))
     if source is not None:

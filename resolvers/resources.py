@@ -27,6 +27,7 @@ from resolvers.cache import Cache
 from resolvers.feed import Feed
 from resolvers.history import History
 from resolvers.identity import Identity
+from resolvers.limits import RateLimiter, SubscriptionSlots
 from resolvers.models import Creation, CreationStatus
 from resolvers.outputs import Outputs
 from resolvers.routing import Router, Variant
@@ -55,6 +56,8 @@ class Core:
     outputs: Outputs
     sessions: Sessions
     identity: Identity
+    rate: RateLimiter
+    slots: SubscriptionSlots
 
 
 def make_redis(settings: Settings) -> Redis:
@@ -191,7 +194,21 @@ async def open_core(
     identity = Identity(auth, sessions, oidc=make_oidc(settings), oidc_issuer=settings.oidc_issuer)
     try:
         yield Core(
-            settings, redis, bus, feed, engine, runner, auth, cache, outputs, sessions, identity
+            settings,
+            redis,
+            bus,
+            feed,
+            engine,
+            runner,
+            auth,
+            cache,
+            outputs,
+            sessions,
+            identity,
+            RateLimiter(
+                redis, per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
+            ),
+            SubscriptionSlots(settings.max_subscriptions_per_user),
         )
     finally:
         await runner.stop()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -46,11 +48,30 @@ class Context:
             current_loaders.set(loaders)
         return loaders
 
+    @contextlib.asynccontextmanager
+    async def subscription_slot(self) -> AsyncIterator[None]:
+        """Count a new subscription against the caller's request rate and hold one of their
+        subscription slots while it is open (RateLimited when over either)."""
+        principal = self.principal
+        await self.core.rate.hit(rate_subject(principal, self.request))
+        if principal is None:
+            yield
+            return
+        with self.core.slots.hold(principal.user_id):
+            yield
+
     def user(self) -> Principal | None:
         """The principal; re-raises a bad token's error so the client learns why."""
         if self.auth_error is not None:
             raise self.auth_error
         return self.principal
+
+
+def rate_subject(principal: Principal | None, request: Request | WebSocket) -> str:
+    """Whose request bucket a call counts against: the key, the user, or the address."""
+    if principal is not None:
+        return f"key:{principal.key_id}" if principal.key_id else f"user:{principal.user_id}"
+    return f"ip:{request.client.host if request.client else 'unknown'}"
 
 
 Info: TypeAlias = strawberry.Info[Context, None]

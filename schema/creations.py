@@ -83,14 +83,15 @@ class CreationSubscription:
         ] = 0,
     ) -> AsyncGenerator[CreationEvent, None]:
         ctx = info.context
-        events = await use_cases.follow_creation(
-            principal=ctx.user(),
-            creation_id=id,
-            after=after,
-            feed=ctx.core.feed,
-            queue=ctx.queue,
-            outputs=ctx.core.outputs,
-        )
-        async with contextlib.aclosing(events):
-            async for event in events:
-                yield from_event(event)
+        async with ctx.subscription_slot():
+            events = await use_cases.follow_creation(
+                principal=ctx.user(),
+                creation_id=id,
+                after=after,
+                feed=ctx.core.feed,
+                queue=ctx.queue,
+                outputs=ctx.core.outputs,
+            )
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield from_event(event)

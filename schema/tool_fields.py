@@ -84,6 +84,7 @@ async def start(info: Info, tool: str, payload: dict[str, Any], *, wait: bool) -
         cache=ctx.core.cache,
         feed=ctx.core.feed,
         outputs=ctx.core.outputs,
+        quota_per_day=ctx.core.settings.token_quota_per_day,
     )
     if wait:
         row = await use_cases.wait_until_finished(
@@ -127,18 +128,19 @@ def _subscription(tool: Tool, input_type: type) -> Any:
 
     async def resolve(self: Any, info: Info, input: Any) -> AsyncGenerator[Any, None]:
         ctx = info.context
-        row = await start(info, tool.name, _payload(input, tool), wait=False)
-        events = await use_cases.follow_creation(
-            principal=ctx.user(),
-            creation_id=str(row.id),
-            after=0,
-            feed=ctx.core.feed,
-            queue=ctx.queue,
-            outputs=ctx.core.outputs,
-        )
-        async with contextlib.aclosing(events):
-            async for event in events:
-                yield from_event(event)
+        async with ctx.subscription_slot():
+            row = await start(info, tool.name, _payload(input, tool), wait=False)
+            events = await use_cases.follow_creation(
+                principal=ctx.user(),
+                creation_id=str(row.id),
+                after=0,
+                feed=ctx.core.feed,
+                queue=ctx.queue,
+                outputs=ctx.core.outputs,
+            )
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield from_event(event)
 
     resolve.__annotations__ = {
         "info": Info,

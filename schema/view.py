@@ -18,10 +18,10 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
 
-from resolvers.errors import NotAuthenticated, ServiceUnavailable
+from resolvers.errors import NotAuthenticated, RateLimited, ServiceUnavailable
 from resolvers.queue import JobQueue
 from resolvers.resources import Core
-from schema.context import Context
+from schema.context import Context, rate_subject
 
 MAX_BODY_BYTES = 1 << 20  # as the websocket frame limit; prompts are at most 8,000 characters
 
@@ -41,12 +41,20 @@ def _limited(receive: Receive, limit: int) -> Receive:
     return limited
 
 
-def _error_response(status: int, message: str) -> JSONResponse:
-    code = "BAD_REQUEST" if status < 500 else "INTERNAL"
+def _error_response(status: int, message: str, **extensions: object) -> JSONResponse:
+    extensions.setdefault("code", "BAD_REQUEST" if status < 500 else "INTERNAL")
     return JSONResponse(
-        {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]},
+        {"data": None, "errors": [{"message": message, "extensions": extensions}]},
         status_code=status,
     )
+
+
+class _TooManyRequests(HTTPException):
+    """Over the caller's request rate: answered 429 with Retry-After."""
+
+    def __init__(self, exc: RateLimited) -> None:
+        super().__init__(429, exc.message)
+        self.retry_after = exc.retry_after
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -69,6 +77,11 @@ class GraphQLView(GraphQL[Context, None]):
             if declared > MAX_BODY_BYTES:
                 raise HTTPException(413, f"the request body is over {MAX_BODY_BYTES} bytes")
             response = await self.run(request)
+        except _TooManyRequests as exc:
+            response = _error_response(
+                429, exc.reason, code="RATE_LIMITED", retryAfter=exc.retry_after
+            )
+            response.headers["Retry-After"] = str(exc.retry_after)
         except HTTPException as exc:
             response = _error_response(exc.status_code, exc.reason)
         await response(scope, receive, send)
@@ -103,6 +116,10 @@ class GraphQLView(GraphQL[Context, None]):
                 )
             except (NotAuthenticated, ServiceUnavailable) as exc:
                 context.auth_error = exc
+            try:
+                await core.rate.hit(rate_subject(context.principal, request))
+            except RateLimited as exc:
+                raise _TooManyRequests(exc) from None
         return context
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:

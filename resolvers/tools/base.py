@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from resolvers.auth import Principal
 
 MAX_SEED = 2**31 - 1
+DEFAULT_BUDGET = 2_048  # tokens reserved for tools whose input sets no maximum
 
 
 class Mode(StrEnum):
@@ -84,6 +85,7 @@ class Tool:
     long_when: Callable[[Mapping[str, Any]], bool] | None = None  # FAST tool, LONG request
     prepare: Prepare | None = None  # completes the input with the caller's stored data
     load: Load | None = None  # fetches what the stored input refers to, just before the run
+    budget: Callable[[Mapping[str, Any]], int] | None = None  # most tokens a request may use
 
     def parse(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Validate and normalise raw input; raises InvalidInput naming the first bad field."""
@@ -113,6 +115,13 @@ class Tool:
         if self.mode is Mode.FAST and self.long_when is not None and self.long_when(data):
             return Mode.LONG
         return self.mode
+
+    def token_budget(self, data: Mapping[str, Any]) -> int:
+        """The most model tokens this request may generate: what the quota reserves."""
+        if self.budget is not None:
+            return self.budget(data)
+        value = data.get("max_tokens")
+        return value if isinstance(value, int) and value > 0 else DEFAULT_BUDGET
 
     async def pieces(
         self,

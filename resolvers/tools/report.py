@@ -59,4 +59,5 @@ TOOL = Tool(
     input_model=ReportInput,
     run=_run,
     model_setting="report_model",
+    budget=lambda data: int(data["sections"]) * int(data["section_tokens"]),
 )

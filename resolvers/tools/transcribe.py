@@ -93,4 +93,5 @@ TOOL = Tool(
     prepare=upload_prepare(UploadKind.AUDIO, _audio_facts),
     load=load_upload,
     long_when=_long,
+    budget=lambda _data: transcribe.MAX_TRANSCRIPT_TOKENS,
 )

@@ -59,10 +59,8 @@ class VideoScriptInput(ToolInput):
         return seconds
 
 
-def _run(
-    engine: Engine, data: Mapping[str, Any], model: str, request_id: str
-) -> AsyncIterator[Piece]:
-    spec = video.VideoSpec(
+def _spec(data: Mapping[str, Any]) -> video.VideoSpec:
+    return video.VideoSpec(
         platform=video.Platform(data["platform"]),
         topic=data["topic"],
         duration_seconds=data["duration_seconds"],
@@ -72,7 +70,16 @@ def _run(
         seed=data["seed"],
         max_tokens_per_scene=data["max_tokens_per_scene"],
     )
-    return video.video_script(engine, spec, model=model, request_id=request_id)
+
+
+def _run(
+    engine: Engine, data: Mapping[str, Any], model: str, request_id: str
+) -> AsyncIterator[Piece]:
+    return video.video_script(engine, _spec(data), model=model, request_id=request_id)
+
+
+def _budget(data: Mapping[str, Any]) -> int:
+    return len(video.plan_scenes(_spec(data))) * int(data["max_tokens_per_scene"])
 
 
 TOOL = Tool(
@@ -85,6 +92,7 @@ TOOL = Tool(
     input_model=VideoScriptInput,
     run=_run,
     model_setting="video_model",
+    budget=_budget,
     enums={
         video.Platform: EnumDoc(
             "A video platform, with its own pacing, aspect ratio and caption style.",
