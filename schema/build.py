@@ -19,6 +19,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from schema.apikeys import ApiKeyMutation, ApiKeyQuery
+from schema.audit import Audited, AuditQuery
 from schema.auth import AuthMutation, AuthQuery
 from schema.creations import CreationMutation, CreationQuery, CreationSubscription
 from schema.extensions import LoadersPerOperation, MaskUnexpectedErrors
@@ -41,7 +42,8 @@ _GUARD_RULES = [
 
 ToolMutation, ToolSubscription = build_tool_types()
 Query = merge_types(
-    "Query", (AuthQuery, CreationQuery, LexiconQuery, PresetQuery, UploadQuery, ApiKeyQuery)
+    "Query",
+    (AuthQuery, CreationQuery, LexiconQuery, PresetQuery, UploadQuery, ApiKeyQuery, AuditQuery),
 )
 Mutation = merge_types(
     "Mutation",
@@ -55,6 +57,8 @@ Mutation = merge_types(
         ApiKeyMutation,
     ),
 )
+for _field in Mutation.__strawberry_definition__.fields:  # type: ignore[attr-defined]
+    _field.extensions.append(Audited())  # every mutation lands in the audit log
 Subscription = merge_types("Subscription", (ToolSubscription, CreationSubscription))
 
 

@@ -18,7 +18,9 @@ from pydantic import BaseModel
 from strawberry.experimental.pydantic import input as pydantic_input
 from strawberry.tools import create_type
 
+from resolvers import audit
 from resolvers import creation as use_cases
+from resolvers.errors import CreationKingError
 from resolvers.tools import TOOLS, Mode, Tool
 from schema.context import Info
 from schema.tool_results import document_enums
@@ -129,7 +131,12 @@ def _subscription(tool: Tool, input_type: type) -> Any:
     async def resolve(self: Any, info: Info, input: Any) -> AsyncGenerator[Any, None]:
         ctx = info.context
         async with ctx.subscription_slot():
-            row = await start(info, tool.name, _payload(input, tool), wait=False)
+            try:
+                row = await start(info, tool.name, _payload(input, tool), wait=False)
+            except CreationKingError as exc:
+                await audit.record(ctx.principal, tool.name, outcome=exc.code, tool=tool.name)
+                raise
+            await audit.record(ctx.principal, tool.name, tool=tool.name, object_ids=[str(row.id)])
             events = await use_cases.follow_creation(
                 principal=ctx.user(),
                 creation_id=str(row.id),
