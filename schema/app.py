@@ -25,6 +25,7 @@ from resolvers.queue import ArqQueue, InlineQueue, JobQueue, deserialize_job, se
 from resolvers.resources import Core, open_core
 from resolvers.settings import Settings
 from schema.build import build_schema
+from schema.oauth import token_endpoint
 from schema.uploads import receive_upload
 from schema.view import GraphQLView
 
@@ -91,6 +92,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
             Route("/graphql", view, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
             WebSocketRoute("/graphql", view),
             Route("/uploads/{ticket}", receive_upload, methods=["PUT"]),
+            Route("/oauth/token", token_endpoint, methods=["POST"]),
             Route("/healthz", _healthz),
             Route("/readyz", _readyz),
         ],
