@@ -24,6 +24,7 @@ from resolvers.errors import (
 )
 from resolvers.events import Event, EventKind
 from resolvers.feed import Feed
+from resolvers.guard.inputs import mask
 from resolvers.limits import admit_tokens
 from resolvers.models import Creation, CreationStatus
 from resolvers.outputs import Outputs
@@ -80,6 +81,7 @@ async def start_creation(
         variant=variant.name,
         cache_key=key,
         reserved_tokens=budget,
+        masked=mask(data).found,
     )
     source = await cache.source_for(key, data, str(creation.id))
     if source is not None:

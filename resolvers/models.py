@@ -72,6 +72,8 @@ class Creation(Model):
     )
     source_id: UUID | None
     cache_key = fields.CharField(max_length=64, null=True)
+    # Personal data masked before the model: field, kind, placeholder, count (no values).
+    masked: list[dict[str, Any]] = fields.JSONField(default=list)
     # Tokens reserved from the owner's quota at admission; the unused part is refunded.
     reserved_tokens = fields.IntField(default=0)
     # Outputs over CK_OUTPUT_INLINE_BYTES live in object storage; `output` keeps their start.

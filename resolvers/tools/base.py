@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from inference.base import Engine, Piece
 from resolvers.errors import InvalidInput
+from resolvers.guard.inputs import mask, restored
 from resolvers.settings import Settings
 from resolvers.storage import ObjectStore
 
@@ -131,10 +132,14 @@ class Tool:
         request_id: str,
         store: ObjectStore,
     ) -> AsyncIterator[Piece]:
-        """The run's pieces, after loading what the input refers to (e.g. an upload)."""
+        """The run's pieces, after loading what the input refers to (e.g. an upload). The
+        model sees the input with personal data masked; the pieces come back restored."""
         if self.load is not None:
             data = await self.load(data, store)
-        pieces = self.run(engine, data, model, request_id)
+        masking = mask(data)
+        pieces = self.run(engine, masking.data, model, request_id)
+        if len(masking.vault):
+            pieces = restored(pieces, masking.vault)
         try:
             async for piece in pieces:
                 yield piece

@@ -49,6 +49,18 @@ class Usage:
     completion_tokens: int = strawberry.field(description="Tokens the model generated.")
 
 
+@strawberry.type(
+    description="A piece of personal data masked before the model saw the input: the model "
+    "got the placeholder, and the owner's output has the value back. The value itself is "
+    "never recorded."
+)
+class MaskedValue:
+    field: str = strawberry.field(description="Input field (snake_case; `facts.2` in lists).")
+    kind: str = strawberry.field(description="EMAIL, PHONE, CN_ID, BANK_CARD, IP or PERSON.")
+    placeholder: str = strawberry.field(description="What the model saw, e.g. `[EMAIL_1]`.")
+    count: int = strawberry.field(description="How often it occurs in the field.")
+
+
 @strawberry.type(description="One run of a creation tool.")
 class Creation:
     id: strawberry.ID = strawberry.field(description="Stable creation id (UUID).")
@@ -72,6 +84,9 @@ class Creation:
     cached: bool = strawberry.field(
         description="True when this creation copies the answer of an identical request "
         "(from the cache, or shared while it ran); its usage then counts no model tokens."
+    )
+    masked: list[MaskedValue] = strawberry.field(
+        description="Personal data masked in the input before any model saw it."
     )
     owner_id: strawberry.Private[str]
     inline_output: strawberry.Private[str]
@@ -117,6 +132,7 @@ class Creation:
             created_at=row.created_at,
             finished_at=row.finished_at,
             cached=row.source_id is not None,
+            masked=[MaskedValue(**item) for item in row.masked or []],
             owner_id=str(row.owner_id),
         )
 
