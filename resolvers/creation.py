@@ -24,7 +24,8 @@ from resolvers.errors import (
 )
 from resolvers.events import Event, EventKind
 from resolvers.feed import Feed
-from resolvers.guard.inputs import mask
+from resolvers.guard.inputs import mask, screen
+from resolvers.guard.shield import Shield
 from resolvers.limits import admit_tokens
 from resolvers.models import Creation, CreationStatus
 from resolvers.outputs import Outputs
@@ -56,6 +57,7 @@ async def start_creation(
     feed: Feed,
     outputs: Outputs,
     quota_per_day: int = 0,
+    shield: Shield | None = None,
 ) -> Creation:
     """Validate, store and dispatch a creation: a copy of an identical answer (cached or in
     flight) when there is one, else a new run (fast: here; long: on a worker)."""
@@ -65,6 +67,7 @@ async def start_creation(
     if tool.prepare is not None:
         data = await tool.prepare(data, user, outputs.store)
         tool.validate(data)
+    await screen(shield, data)
     budget = tool.token_budget(data)
     await admit_tokens(user.user_id, budget, per_day=quota_per_day)
     variant, backend = runner.choose(tool.name)

@@ -2,6 +2,7 @@
 
     CreationKingError
      ├── InvalidInput          a field failed validation (`field` names it)
+     │    └── Blocked          the prompt-injection shield refused the input
      ├── NotAuthenticated      no or an invalid/expired token
      ├── InvalidCredentials    wrong e-mail or password
      ├── EmailTaken            register with an e-mail that exists
@@ -46,6 +47,12 @@ class InvalidInput(CreationKingError):
     @property
     def extensions(self) -> dict[str, Any]:
         return {"code": self.code, "field": self.field}
+
+
+class Blocked(InvalidInput):
+    """The input looks like an attempt to take over the model; nothing was run."""
+
+    code = "BLOCKED"
 
 
 class NotAuthenticated(CreationKingError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from resolvers.auth import Auth
 from resolvers.bus import Bus, ResilientRedisBackend
 from resolvers.cache import Cache
 from resolvers.feed import Feed
+from resolvers.guard.shield import Shield, load_rules
 from resolvers.history import History
 from resolvers.identity import Identity
 from resolvers.limits import RateLimiter, SubscriptionSlots
@@ -58,6 +60,7 @@ class Core:
     identity: Identity
     rate: RateLimiter
     slots: SubscriptionSlots
+    shield: Shield | None
 
 
 def make_redis(settings: Settings) -> Redis:
@@ -103,6 +106,17 @@ def make_oidc(settings: Settings) -> OIDCVerifier | None:
     if settings.oidc_jwks_url:
         config = dataclasses.replace(config, jwks_url=settings.oidc_jwks_url)
     return OIDCVerifier(config)
+
+
+def make_shield(settings: Settings) -> Shield | None:
+    """The prompt-injection shield: the rule file plus the configured classifier, if any."""
+    if not settings.shield:
+        return None
+    classifier = None
+    if settings.shield_classifier:
+        module, _, name = settings.shield_classifier.partition(":")
+        classifier = getattr(importlib.import_module(module), name)()
+    return Shield(load_rules(), classifier=classifier)
 
 
 def make_auth(settings: Settings) -> Auth:
@@ -209,6 +223,7 @@ async def open_core(
                 redis, per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
             ),
             SubscriptionSlots(settings.max_subscriptions_per_user),
+            make_shield(settings),
         )
     finally:
         await runner.stop()

@@ -140,6 +140,13 @@ class Settings(BaseSettings):
         262_144, ge=1_024, description="longer outputs are kept in object storage"
     )
 
+    shield: bool = Field(True, description="screen tool inputs for prompt injection")
+    shield_classifier: str | None = Field(
+        None,
+        description="`module:factory` returning a classifier (async score(text) -> 0..1) "
+        "consulted after the rules; it fails open",
+    )
+
     allowed_origins: list[str] = Field(
         default_factory=list, description="browser origins allowed to open websockets"
     )

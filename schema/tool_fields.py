@@ -87,6 +87,7 @@ async def start(info: Info, tool: str, payload: dict[str, Any], *, wait: bool) -
         feed=ctx.core.feed,
         outputs=ctx.core.outputs,
         quota_per_day=ctx.core.settings.token_quota_per_day,
+        shield=ctx.core.shield,
     )
     if wait:
         row = await use_cases.wait_until_finished(

@@ -9,14 +9,18 @@ recorded as field, kind, placeholder and count: never the values.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from inference.base import Delta, Piece, Structured
+from resolvers.errors import Blocked
 from resolvers.guard.pii import Vault, anonymise_many
+from resolvers.guard.shield import Shield
 
 _NOT_TEXT = ("_id", "_base64")
+_INLINE_CHECK_CHARS = 4_000  # longer inputs are screened off the event loop
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,8 @@ class Masking:
     found: list[dict[str, Any]]  # field, kind, placeholder, count
 
 
-def _texts(data: Mapping[str, Any]) -> dict[str, str]:
+def texts_of(data: Mapping[str, Any]) -> dict[str, str]:
+    """The text fields of a tool input by path (`facts.2` for list items)."""
     texts: dict[str, str] = {}
     for key, value in data.items():
         if key.startswith("_") or key.endswith(_NOT_TEXT):
@@ -42,7 +47,7 @@ def _texts(data: Mapping[str, Any]) -> dict[str, str]:
 
 def mask(data: Mapping[str, Any]) -> Masking:
     """The input with every text field's personal data replaced by placeholders."""
-    masked = anonymise_many(_texts(data))
+    masked = anonymise_many(texts_of(data))
     result = dict(data)
     for path, text in masked.texts.items():
         key, _, index = path.partition(".")
@@ -89,3 +94,19 @@ def _restore(value: Any, vault: Vault) -> Any:
     if isinstance(value, dict):
         return {key: _restore(item, vault) for key, item in value.items()}
     return value
+
+
+async def screen(shield: Shield | None, data: Mapping[str, Any]) -> None:
+    """Refuse an input the prompt-injection shield blocks (Blocked names the categories and
+    the field, never the text)."""
+    if shield is None:
+        return
+    texts = texts_of(data)
+    if shield.classifier is None and sum(map(len, texts.values())) > _INLINE_CHECK_CHARS:
+        verdict = await asyncio.to_thread(shield.check, texts)  # ~45 ms for 20,000 characters
+    else:
+        verdict = await shield.check_async(texts)
+    if verdict.blocked:
+        field = verdict.fields[0] if verdict.fields else None
+        kinds = ", ".join(verdict.categories) or "classifier"
+        raise Blocked(f"the input looks like a prompt injection ({kinds})", field=field)

@@ -23,6 +23,10 @@ class ErrorCode(Enum):
     EMAIL_TAKEN = strawberry.enum_value(
         "EMAIL_TAKEN", description="An account with this e-mail already exists."
     )
+    BLOCKED = strawberry.enum_value(
+        "BLOCKED",
+        description="The input looks like a prompt injection; nothing was run (see field).",
+    )
     FORBIDDEN = strawberry.enum_value(
         "FORBIDDEN",
         description="Signed in, but the key, client or role lacks the permission needed.",
