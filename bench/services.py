@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type hints
+import asyncpg
 from redis.asyncio import Redis
 
 PG_ADMIN_URL = os.environ.get("CK_BENCH_PG", "postgres://postgres@127.0.0.1:5432/postgres")

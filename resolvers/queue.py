@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix as IN_PROGRESS_PREFIX
 from arq.constants import job_key_prefix as ARQ_JOB_PREFIX
 from arq.jobs import Job
 from redis import exceptions as redis_errors
@@ -52,14 +53,19 @@ class JobQueue(Protocol):
         """True while the job is queued, running or waiting for a retry."""
         ...
 
+    async def reclaim(self, creation_id: str, *, idle_seconds: float) -> bool:
+        """Make a job whose worker died runnable again now; True if it did."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
 class ArqQueue:
     """Enqueue on the arq queue that `creation-king worker` processes."""
 
-    def __init__(self, redis: ArqRedis) -> None:
+    def __init__(self, redis: ArqRedis, *, job_timeout_seconds: float) -> None:
         self._redis = redis
+        self._in_progress_seconds = job_timeout_seconds + 10  # what arq's worker sets
 
     async def enqueue(self, creation_id: str) -> None:
         """Queue the job; a second enqueue of the same creation is a no-op."""
@@ -67,6 +73,22 @@ class ArqQueue:
             await self._redis.enqueue_job(
                 JOB_NAME, creation_id, _job_id=keys.job_id(creation_id), _queue_name=keys.JOB_QUEUE
             )
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+            raise ServiceUnavailable("the job queue is unreachable") from exc
+
+    async def reclaim(self, creation_id: str, *, idle_seconds: float) -> bool:
+        """Let arq retry now a job whose worker died: drop its in-progress marker once it
+        has been held longer than `idle_seconds` (the caller saw the producer lease lapse).
+        Without this a killed worker's job waits for arq's marker to expire (job timeout)."""
+        marker = IN_PROGRESS_PREFIX + keys.job_id(creation_id)
+        try:
+            remaining_ms = int(await self._redis.pttl(marker))
+            if remaining_ms < 0:
+                return False  # not running (or no expiry: not ours to touch)
+            held_for = self._in_progress_seconds - remaining_ms / 1000
+            if held_for < idle_seconds:
+                return False  # a worker took it just now and may not hold the lease yet
+            return bool(await self._redis.delete(marker))
         except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
             raise ServiceUnavailable("the job queue is unreachable") from exc
 
@@ -110,6 +132,9 @@ class InlineQueue:
 
     async def pending(self, creation_id: str) -> bool:
         return creation_id in self._tasks
+
+    async def reclaim(self, creation_id: str, *, idle_seconds: float) -> bool:
+        return False  # inline jobs die with the process that would reclaim them
 
     async def abort(self, creation_id: str) -> None:
         """The runner's cancel signal reaches inline jobs directly; nothing else to do."""

@@ -46,6 +46,11 @@ async def settle(creation_id: str, *, feed: Feed, queue: JobQueue) -> None:
     if get_tool(creation.tool).mode_for(creation.input) is Mode.LONG and await queue.pending(
         creation_id
     ):
+        # RUNNING with no lease: its worker died. Let arq hand the job to a live worker now.
+        if creation.status is CreationStatus.RUNNING and await queue.reclaim(
+            creation_id, idle_seconds=feed.lease_seconds
+        ):
+            log.warning("creation %s: its worker stopped; the job is retried now", creation_id)
         return  # a worker will (re)try it
     await end_creation(
         creation_id,

@@ -52,7 +52,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 job_serializer=serialize_job,
                 job_deserializer=deserialize_job,
             )
-            queue = ArqQueue(arq_redis)
+            queue = ArqQueue(arq_redis, job_timeout_seconds=settings.job_timeout_seconds)
         else:
             # Embedded: the very job function arq would run, in this process.
             queue = InlineQueue(

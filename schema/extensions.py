@@ -6,14 +6,27 @@ import logging
 import uuid
 from collections.abc import Iterator
 
+from asyncpg.exceptions import InterfaceError, PostgresConnectionError
 from graphql import GraphQLError
+from redis import exceptions as redis_errors
 from strawberry.extensions import MaskErrors, SchemaExtension
+from tortoise.exceptions import DBConnectionError
 
 from resolvers.errors import CreationKingError
 from resolvers.loaders import Loaders
 from schema.context import current_loaders
 
 log = logging.getLogger("creation_king.graphql")
+# Failures of the services under us, not of our code: answered SERVICE_UNAVAILABLE.
+_OUTAGES = (
+    DBConnectionError,
+    PostgresConnectionError,
+    InterfaceError,
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 class LoadersPerOperation(SchemaExtension):
@@ -40,6 +53,20 @@ class MaskUnexpectedErrors(MaskErrors):
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         reference = uuid.uuid4().hex[:12]
+        if isinstance(error.original_error, _OUTAGES):
+            # A backing service failed (database, Redis, network): retryable, not a bug.
+            log.warning(
+                "service outage in operation %s (reference %s): %r",
+                self.execution_context.operation_name,
+                reference,
+                error.original_error,
+            )
+            return GraphQLError(
+                message=f"A backing service is unavailable; retry later (reference {reference}).",
+                nodes=error.nodes,
+                path=error.path,
+                extensions={"code": "SERVICE_UNAVAILABLE", "reference": reference},
+            )
         log.error(
             "unexpected error in operation %s (reference %s)",
             self.execution_context.operation_name,
