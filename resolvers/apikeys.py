@@ -87,9 +87,9 @@ async def create_api_key(
 
 
 async def list_api_keys(*, principal: Principal | None) -> list[ApiKey]:
-    """The caller's keys, newest first (revoked ones too, marked)."""
+    """The caller's own keys, newest first (revoked ones too, marked)."""
     user = require_person(principal)
-    return await ApiKey.filter(**user.owner_filter()).order_by("-created_at").limit(200)
+    return await ApiKey.filter(owner_id=user.user_id).order_by("-created_at").limit(200)
 
 
 async def revoke_api_key(*, principal: Principal | None, key_id: str) -> ApiKey:

@@ -190,11 +190,12 @@ async def follow_creation(
     feed: Feed,
     queue: JobQueue,
     outputs: Outputs,
+    scope: str = scopes.CREATIONS_READ,
 ) -> AsyncGenerator[Event, None]:
     """Events of the caller's creation with seq > `after`, then the live tail."""
     if after < 0:
         raise InvalidInput("after: must be 0 or more", field="after")
-    creation = await get_creation(principal=principal, creation_id=creation_id)
+    creation = await get_creation(principal=principal, creation_id=creation_id, scope=scope)
     return _follow(creation, after, feed, queue, outputs)
 
 

@@ -18,11 +18,14 @@ from tortoise.exceptions import IntegrityError
 from resolvers.apikeys import looks_like_key, verify_api_key
 from resolvers.auth import Auth, Principal
 from resolvers.errors import NotAuthenticated, ServiceUnavailable
-from resolvers.models import Role, User
+from resolvers.models import ApiKey, Role, User
 from resolvers.sessions import Sessions
 
 if TYPE_CHECKING:
     from resolvers.oidc import OIDCVerifier
+
+
+_MAX_TOKEN = 8_192
 
 
 class Identity:
@@ -55,8 +58,21 @@ class Identity:
             token = api_key.strip()
         if token is None:
             return None
+        if not token.isascii() or not token.isprintable() or len(token) > _MAX_TOKEN:
+            raise NotAuthenticated("the credentials are malformed")
         principal = await self._verify(token)
         return dataclasses.replace(principal, client=client) if client else principal
+
+    async def recheck(self, principal: Principal) -> Principal:
+        """The principal of a long-lived connection, unless its session has ended or its API
+        key was revoked since it connected (NotAuthenticated)."""
+        if principal.session_id is not None:
+            await self._sessions.check(principal)
+        if principal.key_id is not None and principal.scopes is not None:
+            key = await ApiKey.get_or_none(id=principal.key_id)
+            if key is None or key.revoked_at is not None:
+                raise NotAuthenticated("this API key was revoked")
+        return principal
 
     async def _verify(self, token: str) -> Principal:
         if looks_like_key(token):

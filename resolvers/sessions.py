@@ -56,7 +56,10 @@ class Sessions:
 
     async def refresh(self, token: str) -> SignedIn:
         """Replace a refresh token with a new one and a fresh access token."""
-        row = await RefreshToken.get_or_none(token_hash=_hash(token.strip()))
+        token = token.strip()
+        if not token.isascii() or not token.isprintable():
+            raise NotAuthenticated("this refresh token is not valid; sign in again")
+        row = await RefreshToken.get_or_none(token_hash=_hash(token))
         now = datetime.now(UTC)
         if row is None or row.revoked_at is not None or row.expires_at <= now:
             raise NotAuthenticated("this refresh token is not valid; sign in again")
@@ -68,7 +71,14 @@ class Sessions:
         user = await User.get_or_none(id=row.user_id)
         if user is None:
             raise NotAuthenticated("this account no longer exists")
-        return await self._issue(user, row.family)
+        session = await self._issue(user, row.family)
+        # A replay racing this refresh may have revoked the family before our new token was
+        # stored: check after storing it, so one of the two always sees the other.
+        revoked = RefreshToken.filter(family=row.family, revoked_at__isnull=False)
+        if await revoked.exists():
+            await self._revoke_family(str(row.family))
+            raise NotAuthenticated("this refresh token was already used; the session is ended")
+        return session
 
     async def logout(self, principal: Principal | None) -> None:
         """End the caller's session: its refresh tokens and its access tokens stop working."""

@@ -6,13 +6,11 @@ import logging
 from pathlib import Path
 
 import strawberry
-from graphql import GraphQLError
+from graphql import ASTValidationRule, GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     ValidationCache,
 )
 from strawberry.tools import merge_types
@@ -23,6 +21,7 @@ from schema.audit import Audited, AuditQuery
 from schema.auth import AuthMutation, AuthQuery
 from schema.creations import CreationMutation, CreationQuery, CreationSubscription
 from schema.extensions import LoadersPerOperation, MaskUnexpectedErrors
+from schema.guards import OperationShape
 from schema.lexicons import LexiconMutation, LexiconQuery
 from schema.presets import PresetMutation, PresetQuery
 from schema.tool_fields import build_tool_types
@@ -33,12 +32,8 @@ log = logging.getLogger(__name__)
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
 VALIDATION_CACHE_SIZE = 512
-# The limiters build a new validation-rule class per instance, and the rule classes are part
-# of ValidationCache's key: made once here, the cache hits; made per operation, it never does.
-_GUARD_RULES = [
-    *QueryDepthLimiter(max_depth=10).validation_rules,
-    *MaxAliasesLimiter(max_alias_count=15).validation_rules,
-]
+# The rule classes are part of ValidationCache's key: the same list every time, so it hits.
+_GUARD_RULES: list[type[ASTValidationRule]] = [OperationShape]
 
 ToolMutation, ToolSubscription = build_tool_types()
 Query = merge_types(

@@ -53,6 +53,13 @@ class Context:
         """Count a new subscription against the caller's request rate and hold one of their
         subscription slots while it is open (RateLimited when over either)."""
         principal = self.principal
+        if principal is not None and isinstance(self.request, WebSocket):
+            # A socket lives long: a logout or a revoked key must stop new subscriptions.
+            try:
+                principal = await self.core.identity.recheck(principal)
+            except NotAuthenticated as exc:
+                self.principal, self.auth_error = None, exc
+                raise
         await self.core.rate.hit(rate_subject(principal, self.request))
         if principal is None:
             yield

@@ -29,7 +29,7 @@ class CreationQuery:
         row = await use_cases.get_creation(principal=info.context.user(), creation_id=id)
         return Creation.from_model(row)
 
-    @strawberry.field(description="Your creations, newest first.")
+    @strawberry.field(description="Your creations, newest first (an admin's: everyone's).")
     async def creations(
         self,
         info: Info,
@@ -42,9 +42,16 @@ class CreationQuery:
         tool: Annotated[
             str | None, strawberry.argument(description="Only creations of this tool.")
         ] = None,
+        owner_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(
+                description="Admins: only this user's creations (admins see everyone's "
+                "otherwise). FORBIDDEN for others."
+            ),
+        ] = None,
     ) -> CreationConnection:
         page = await use_cases.list_creations(
-            principal=info.context.user(), first=first, after=after, tool=tool
+            principal=info.context.user(), first=first, after=after, tool=tool, owner_id=owner_id
         )
         return CreationConnection.from_page(page)
 

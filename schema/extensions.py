@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Iterator
@@ -37,12 +38,16 @@ class LoadersPerOperation(SchemaExtension):
         try:
             yield
         finally:
-            current_loaders.reset(token)
+            # A subscription's stream may be closed by another task than the one that ran it
+            # (a client's stop, a finaliser): there the variable is not ours to reset.
+            with contextlib.suppress(ValueError):
+                current_loaders.reset(token)
 
 
 def _is_unexpected(error: GraphQLError) -> bool:
     original = error.original_error
-    return original is not None and not isinstance(original, CreationKingError)
+    # graphql-core's own errors (a variable that does not coerce) are the client's mistakes.
+    return original is not None and not isinstance(original, CreationKingError | GraphQLError)
 
 
 class MaskUnexpectedErrors(MaskErrors):

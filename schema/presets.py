@@ -8,6 +8,7 @@ from enum import Enum
 from typing import Annotated, Any, cast
 
 import strawberry
+from pydantic import ValidationError
 from strawberry.scalars import JSON
 
 from resolvers import models
@@ -99,7 +100,17 @@ class PresetMutation:
             SwotTemplateGraphQLInput, strawberry.argument(description="The template.")
         ],
     ) -> PresetResult:
-        data = SwotTemplateInput.model_validate(vars(template)).model_dump(mode="json")
+        try:
+            data = SwotTemplateInput.model_validate(vars(template)).model_dump(mode="json")
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = ".".join(str(part) for part in error["loc"]) or None
+            message = error["msg"].removeprefix("Value error, ")
+            return InvalidInputError(
+                code=ErrorCode.INVALID_INPUT,
+                message=f"template.{field}: {message}" if field else message,
+                field=f"template.{field}" if field else "template",
+            )
         return await _result(
             use_cases.save_preset(
                 principal=info.context.user(), tool=use_cases.SWOT_TEMPLATE, name=name, data=data

@@ -21,6 +21,7 @@ from strawberry.tools import create_type
 from resolvers import audit
 from resolvers import creation as use_cases
 from resolvers.errors import CreationKingError
+from resolvers.scopes import tool_scope
 from resolvers.tools import TOOLS, Mode, Tool
 from schema.context import Info
 from schema.tool_results import document_enums
@@ -145,6 +146,7 @@ def _subscription(tool: Tool, input_type: type) -> Any:
                 feed=ctx.core.feed,
                 queue=ctx.queue,
                 outputs=ctx.core.outputs,
+                scope=tool_scope(tool.name),  # streaming what one just started
             )
             async with contextlib.aclosing(events):
                 async for event in events:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 import weakref
 from typing import Any
@@ -23,6 +24,7 @@ from resolvers.queue import JobQueue
 from resolvers.resources import Core
 from schema.context import Context, rate_subject
 
+_SUBSCRIPTION = re.compile(r"^\s*subscription\b", re.MULTILINE)
 MAX_BODY_BYTES = 1 << 20  # as the websocket frame limit; prompts are at most 8,000 characters
 
 
@@ -91,7 +93,7 @@ class GraphQLView(GraphQL[Context, None]):
             body = await request.get_body()
             try:
                 data = json.loads(body) if body else None
-            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            except (ValueError, RecursionError):  # also over 4,300-digit integers
                 raise HTTPException(400, "the request body is not valid JSON") from None
             if not isinstance(data, dict):
                 raise HTTPException(400, "the request body must be a JSON object")
@@ -100,6 +102,8 @@ class GraphQLView(GraphQL[Context, None]):
         parsed = await super().parse_http_body(request)
         if isinstance(parsed, GraphQLRequestData) and not isinstance(parsed.query, str):
             raise HTTPException(400, "the request needs a `query` string")
+        if isinstance(parsed, GraphQLRequestData) and _SUBSCRIPTION.search(parsed.query or ""):
+            raise HTTPException(400, "subscriptions run over the websocket at /graphql")
         return parsed
 
     async def get_context(

@@ -27,3 +27,32 @@ async def test_deep_aliased_and_huge_queries_are_refused() -> None:
     huge = "{ " + " ".join("__typename" for _ in range(2_100)) + " }"
     result = await schema.execute(huge)
     assert result.errors and "token" in result.errors[0].message.lower()
+
+
+def _fan_out(levels: int) -> str:
+    """Fragments that each spread the one before twice: 2**levels selections in ~1 KB."""
+    parts = ["fragment F0 on User { id }"]
+    parts += [f"fragment F{n} on User {{ ...F{n - 1} ...F{n - 1} }}" for n in range(1, levels + 1)]
+    return f"query Fan {{ me {{ ...F{levels} }} }}\n" + "\n".join(parts)
+
+
+async def test_fragment_fan_out_is_refused_at_once() -> None:
+    schema = build_schema()
+    # 2**40 selections once expanded: strawberry's limiters never finished checking this
+    result = await schema.execute(_fan_out(40))
+    assert result.errors and "fields once fragments are expanded" in result.errors[0].message
+    small = await schema.execute(_fan_out(5))  # 32 selections: within the limit
+    assert all("expanded" not in error.message for error in small.errors or [])
+
+
+async def test_depth_and_aliases_count_through_fragments() -> None:
+    schema = build_schema()
+    nested = "x { " * 11 + "id" + " }" * 11
+    deep = await schema.execute(f"query D {{ ...A }} fragment A on Query {{ {nested} }}")
+    assert deep.errors and any("depth of 10" in error.message for error in deep.errors)
+    aliased = " ".join(f"a{n}: __typename" for n in range(8))
+    many = await schema.execute(
+        f"query M {{ ...B ...C }} fragment B on Query {{ {aliased} }} "
+        f"fragment C on Query {{ {aliased.replace('a', 'b')} }}"
+    )
+    assert many.errors and any("16 aliases" in error.message for error in many.errors)
