@@ -6,11 +6,13 @@ name operations, tools, object ids and outcome codes, never user content or secr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from resolvers.auth import Principal, require_admin
 from resolvers.errors import InvalidInput
@@ -45,6 +47,17 @@ async def record(
         )
     except Exception:
         log.exception("could not write the audit entry for %s (%s)", operation, outcome)
+
+
+_PENDING: set[asyncio.Task[None]] = set()
+
+
+def record_soon(principal: Principal | None, operation: str, **fields: Any) -> None:
+    """`record` without waiting for it: for paths where every millisecond shows (a stream's
+    first token). The entry is written a moment later; failures are logged the same way."""
+    task = asyncio.get_running_loop().create_task(record(principal, operation, **fields))
+    _PENDING.add(task)
+    task.add_done_callback(_PENDING.discard)
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ def _subscription(tool: Tool, input_type: type) -> Any:
             except CreationKingError as exc:
                 await audit.record(ctx.principal, tool.name, outcome=exc.code, tool=tool.name)
                 raise
-            await audit.record(ctx.principal, tool.name, tool=tool.name, object_ids=[str(row.id)])
+            audit.record_soon(ctx.principal, tool.name, tool=tool.name, object_ids=[str(row.id)])
             events = await use_cases.follow_creation(
                 principal=ctx.user(),
                 creation_id=str(row.id),
