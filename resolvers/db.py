@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tortoise import Tortoise
 from tortoise.backends.base.executor import EXECUTOR_CACHE
@@ -12,10 +13,18 @@ MODELS_MODULE = "resolvers.models"
 MIGRATIONS_MODULE = "migrations"
 
 
-def tortoise_config(db_url: str) -> dict[str, Any]:
-    """The Tortoise config for one database URL (postgres:// or sqlite://)."""
+COMMAND_TIMEOUT = 5.0  # seconds a query may take before the request fails (not hangs)
+CONNECT_TIMEOUT = 5
+
+
+def tortoise_config(
+    db_url: str, *, command_timeout: float | None = COMMAND_TIMEOUT
+) -> dict[str, Any]:
+    """The Tortoise config for one database URL (postgres:// or sqlite://). Postgres gets a
+    connect and a command timeout unless the URL sets them: a database that stops answering
+    (a network partition) must fail requests, not hang them."""
     return {
-        "connections": {"default": db_url},
+        "connections": {"default": _with_timeouts(db_url, command_timeout)},
         "apps": {
             "models": {
                 "models": [MODELS_MODULE],
@@ -28,18 +37,35 @@ def tortoise_config(db_url: str) -> dict[str, Any]:
     }
 
 
+def _with_timeouts(db_url: str, command_timeout: float | None) -> str:
+    parts = urlsplit(db_url)
+    if not parts.scheme.startswith("postgres"):
+        return db_url
+    query = dict(parse_qsl(parts.query))
+    # asyncpg waits for a timed-out query's cancel request (a new connection) before it
+    # gives the connection back: a connect timeout above the command timeout would stretch
+    # every failure to their sum.
+    connect = CONNECT_TIMEOUT if command_timeout is None else min(CONNECT_TIMEOUT, command_timeout)
+    query.setdefault("timeout", str(max(1, int(connect))))
+    if command_timeout is not None:
+        query.setdefault("command_timeout", str(command_timeout))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 async def migrate(db_url: str) -> None:
-    """Apply every pending migration; run once per deploy, not per replica."""
-    await _migrate(config=tortoise_config(db_url))
+    """Apply every pending migration; run once per deploy, not per replica (no command
+    timeout: a migration of a big table may take long)."""
+    await _migrate(config=tortoise_config(db_url, command_timeout=None))
     await Tortoise.close_connections()
 
 
-async def open_db(db_url: str) -> None:
+async def open_db(db_url: str, *, command_timeout: float = COMMAND_TIMEOUT) -> None:
     """Connect the ORM for this process (global fallback: requests run in other tasks)."""
     # Tortoise caches each table's SQL per connection *name*, whatever the dialect: a process
     # that opened SQLite before Postgres (tests, the CLI) would send SQLite's SQL to Postgres.
     EXECUTOR_CACHE.clear()
-    await Tortoise.init(config=tortoise_config(db_url), _enable_global_fallback=True)
+    config = tortoise_config(db_url, command_timeout=command_timeout)
+    await Tortoise.init(config=config, _enable_global_fallback=True)
 
 
 async def close_db() -> None:

@@ -7,6 +7,7 @@ event on the creation's channel, in one atomic script, for the live subscribers.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +20,7 @@ from resolvers.errors import ServiceUnavailable
 from resolvers.events import Event
 
 _FIELD = "e"
+_RETRY_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)  # about 4 s of retrying a dropped connection
 _STALE = "equal or smaller than the target stream top item"
 # One atomic step: a refused XADD (stale seq) must not be published to live followers.
 _APPEND = """
@@ -43,19 +45,39 @@ class History:
         self._append = redis.register_script(_APPEND)
 
     async def append(self, event: Event) -> None:
-        """Store `event` and publish it; raises StaleProducer if its seq is not the next one."""
+        """Store `event` and publish it; raises StaleProducer if its seq is not the next one.
+
+        A dropped connection is retried for a few seconds (redis-py does not retry); a retry
+        that finds its seq taken checks whether the entry is its own earlier attempt."""
         if event.seq < 1:
             raise ValueError(f"seq starts at 1, got {event.seq}")
-        try:
-            with _translated():
+        payload = event.encode()
+        log_key = keys.event_log(event.creation_id)
+        for attempt, pause in enumerate((*_RETRY_PAUSES, None)):
+            try:
                 await self._append(
-                    keys=[keys.event_log(event.creation_id), keys.event_channel(event.creation_id)],
-                    args=[f"0-{event.seq}", event.encode(), self._maxlen, self._ttl],
+                    keys=[log_key, keys.event_channel(event.creation_id)],
+                    args=[f"0-{event.seq}", payload, self._maxlen, self._ttl],
                 )
-        except redis_errors.ResponseError as exc:
-            if _STALE in str(exc):
+                return
+            except redis_errors.ResponseError as exc:
+                if _STALE not in str(exc):
+                    raise ServiceUnavailable("the event log refused a write") from exc
+                if attempt and await self._holds(log_key, event.seq, payload):
+                    return  # the attempt whose answer was lost did land
                 raise StaleProducer(f"seq {event.seq} of {event.creation_id} exists") from exc
-            raise ServiceUnavailable("the event log refused a write") from exc
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+                if pause is None:
+                    raise ServiceUnavailable("the event log is unreachable") from exc
+                await asyncio.sleep(pause)
+
+    async def _holds(self, log_key: str, seq: int, payload: str) -> bool:
+        with _translated():
+            entries = await self._redis.xrange(log_key, min=f"0-{seq}", max=f"0-{seq}")
+        if not entries:
+            return False
+        stored = _field(entries[0][1])
+        return (stored.decode() if isinstance(stored, bytes) else stored) == payload
 
     async def last_event(self, creation_id: str) -> Event | None:
         """The newest event of the log, None when it is empty or expired."""

@@ -154,7 +154,7 @@ async def open_core(
         # Embedded: one process owns the SQLite file, so it migrates it on start.
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         await db.migrate(settings.db_url)
-    await db.open_db(settings.db_url)
+    await db.open_db(settings.db_url, command_timeout=settings.database_command_timeout)
     if settings.embedded_redis:
         await _interrupt_orphans()
     bus = Bus(ResilientRedisBackend(redis), listener_maxsize=settings.subscriber_buffer)

@@ -306,8 +306,8 @@ class Runner:
                 return
         if not text:
             return  # a usage correction alone: counted in state.usage, nothing to stream
-        state.text.append(text)
         await self._emit(state, EventKind.DELTA, text=text, completion_tokens=max(tokens, 0))
+        state.text.append(text)  # only what was sent: the stored output never holds more
 
     async def _finish(
         self, state: _Run, status: CreationStatus, code: str = "", message: str = ""
@@ -358,10 +358,10 @@ class Runner:
         return "".join(e.text for e in earlier if e.kind is EventKind.DELTA)
 
     async def _emit(self, state: _Run, kind: EventKind, **fields: Any) -> None:
-        state.seq += 1
-        await self._feed.publish(
-            Event(creation_id=state.creation_id, seq=state.seq, kind=kind, **fields)
-        )
+        # The seq moves only once the event is in the log: a failed write leaves no hole.
+        event = Event(creation_id=state.creation_id, seq=state.seq + 1, kind=kind, **fields)
+        await self._feed.publish(event)
+        state.seq = event.seq
 
     async def _resume_point(self, creation_id: str) -> tuple[int, str, float]:
         """(last seq, text streamed, last progress) of a creation started before."""

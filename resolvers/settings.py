@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="postgres://user:pass@host:5432/db; unset = SQLite in data_dir"
     )
+    database_command_timeout: float = Field(
+        5, gt=0, le=300, description="seconds a query may take before its request fails"
+    )
     redis_url: str | None = Field(
         None, description="redis://host:6379/0; unset = in-process Redis and job runner"
     )

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from arq import create_pool
 from arq.connections import RedisSettings
@@ -18,7 +19,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from tortoise import connections
-from tortoise.exceptions import BaseORMException
 
 from jobs.worker import run_creation
 from resolvers.queue import ArqQueue, InlineQueue, JobQueue, deserialize_job, serialize_job
@@ -121,13 +121,24 @@ async def _readyz(request: Request) -> JSONResponse:
 
 
 async def _check_db() -> bool:
-    try:
-        async with asyncio.timeout(READY_TIMEOUT):
-            await connections.get("default").execute_query("SELECT 1")
-    except (TimeoutError, BaseORMException, OSError) as exc:
-        log.warning("readiness: database check failed: %s", exc)
+    # Not `asyncio.timeout`: cancelling a query to a silent database makes asyncpg wait,
+    # shielded, for its cancel request. The probe answers on time and lets that finish alone.
+    check = asyncio.ensure_future(connections.get("default").execute_query("SELECT 1"))
+    done, _ = await asyncio.wait({check}, timeout=READY_TIMEOUT)
+    if not done:
+        log.warning("readiness: the database did not answer in %.0f s", READY_TIMEOUT)
+        _LINGERING.add(check)
+        check.add_done_callback(_LINGERING.discard)
+        check.cancel()
+        return False
+    error = check.exception()
+    if error is not None:
+        log.warning("readiness: database check failed: %s", error)
         return False
     return True
+
+
+_LINGERING: set[asyncio.Future[Any]] = set()
 
 
 async def _check_redis(core: Core) -> bool:
