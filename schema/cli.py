@@ -25,7 +25,7 @@ UVICORN_OPTIONS: dict[str, Any] = {
 def _settings() -> Settings:
     try:
         return Settings()
-    except ValidationError as exc:
+    except (ValidationError, ValueError) as exc:  # also a CK_* value that is not valid JSON
         sys.exit(f"creation-king: bad configuration:\n{exc}")
 
 
@@ -59,6 +59,9 @@ def _worker(_args: argparse.Namespace) -> None:
         worker = create_worker(settings)
         try:
             await worker.async_run()
+        except asyncio.CancelledError:
+            # arq's SIGTERM/SIGINT handler cancels the run after draining: a clean stop.
+            logging.getLogger(__name__).info("worker stopped")
         finally:
             await worker.close()
 
