@@ -5,15 +5,18 @@ Job functions stay thin: they take ids, call the application layer and return a 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from arq import func
 from arq.connections import RedisSettings
 from arq.worker import Worker
+from prometheus_client import start_http_server
 
-from resolvers import keys
+from resolvers import keys, metrics
 from resolvers.queue import JOB_NAME, deserialize_job, serialize_job
 from resolvers.resources import open_core
 from resolvers.settings import Settings
@@ -23,15 +26,27 @@ log = logging.getLogger(__name__)
 
 async def run_creation(ctx: dict[str, Any], creation_id: str) -> str | None:
     """Produce a queued creation's events; arq retries it if the worker stops midway."""
-    status = await ctx["runner"].run(creation_id)
-    return None if status is None else str(status.value)
+    began = time.monotonic()
+    outcome = "error"
+    try:
+        status = await ctx["runner"].run(creation_id)
+        outcome = "skipped" if status is None else status.value
+        return None if status is None else str(status.value)
+    except asyncio.CancelledError:
+        outcome = "interrupted"
+        raise
+    finally:
+        metrics.JOB_SECONDS.labels(outcome).observe(time.monotonic() - began)
 
 
 async def _startup(ctx: dict[str, Any]) -> None:
     if "runner" in ctx:
         return  # the caller handed in open resources (tests sharing their process)
+    settings: Settings = ctx["settings"]
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port)  # a thread serving /metrics
     stack = contextlib.AsyncExitStack()
-    core = await stack.enter_async_context(open_core(ctx["settings"]))
+    core = await stack.enter_async_context(open_core(settings))
     ctx["stack"], ctx["runner"] = stack, core.runner
     log.info("worker ready: engine=%s queue=%s", core.engine.name, keys.JOB_QUEUE)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from tortoise.expressions import Q
 
-from resolvers import scopes
+from resolvers import metrics, scopes
 from resolvers.auth import Principal, require_user
 from resolvers.cache import Cache, copy_of, request_key
 from resolvers.errors import (
@@ -88,6 +88,7 @@ async def start_creation(
     )
     source = await cache.source_for(key, data, str(creation.id))
     if source is not None:
+        metrics.CACHE_HITS.labels(tool.name).inc()
         await Creation.filter(id=creation.id).update(
             status=CreationStatus.RUNNING, source_id=source, cache_key=None
         )

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from tortoise.expressions import Case, F, When
 from tortoise.functions import Sum
 
-from resolvers import keys
+from resolvers import keys, metrics
 from resolvers.errors import RateLimited
 from resolvers.models import Creation, CreationStatus
 
@@ -69,6 +69,7 @@ class RateLimiter:
         except (redis_errors.RedisError, OSError):
             return
         if not int(allowed):
+            metrics.RATE_LIMITED.labels("requests").inc()
             seconds = float(wait)
             raise RateLimited(
                 f"too many requests; try again in {seconds:.1f} s", retry_after=seconds
@@ -92,6 +93,7 @@ async def admit_tokens(user_id: str, budget: int, *, per_day: int) -> None:
     )
     spent = int(rows[0]["counted"] or 0) if rows else 0
     if spent + budget > per_day:
+        metrics.RATE_LIMITED.labels("tokens").inc()
         left = max(0, per_day - spent)
         wait = (day + timedelta(days=1) - now).total_seconds()
         raise RateLimited(
@@ -112,6 +114,7 @@ class SubscriptionSlots:
     def hold(self, user_id: str) -> Iterator[None]:
         """Take a slot for the subscription's lifetime; RateLimited when none is free."""
         if self._open[user_id] >= self._per_user:
+            metrics.RATE_LIMITED.labels("subscriptions").inc()
             raise RateLimited(
                 f"you have {self._per_user} subscriptions open; close one first", retry_after=1
             )

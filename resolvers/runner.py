@@ -20,13 +20,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from inference.base import Delta, InferenceError, Piece, Stage, Structured, Usage
-from resolvers import keys
+from resolvers import keys, metrics
 from resolvers.bus import Bus
 from resolvers.cache import Cache
 from resolvers.errors import ServiceUnavailable
 from resolvers.events import Event, EventKind
 from resolvers.feed import Feed
 from resolvers.history import StaleProducer
+from resolvers.logcontext import CREATION_ID
 from resolvers.models import Creation, CreationStatus
 from resolvers.outputs import Outputs
 from resolvers.routing import RoutedEngine, Router, Variant
@@ -79,6 +80,8 @@ class _Run:
     creation: Creation | None = None
     cancel_requested: bool = False
     pump: asyncio.Task[None] | None = None
+    began: float = field(default_factory=time.monotonic)
+    first_token: float | None = None
 
 
 class Runner:
@@ -164,6 +167,7 @@ class Runner:
     ) -> CreationStatus | None:
         creation_id = state.creation_id
         state.creation = creation
+        CREATION_ID.set(creation_id)  # this task's log lines name the creation
         heartbeat = asyncio.create_task(self._heartbeat(state))
         try:
             queue = await self._start(creation, state, fresh=fresh)
@@ -308,6 +312,12 @@ class Runner:
             return  # a usage correction alone: counted in state.usage, nothing to stream
         await self._emit(state, EventKind.DELTA, text=text, completion_tokens=max(tokens, 0))
         state.text.append(text)  # only what was sent: the stored output never holds more
+        if state.first_token is None:
+            state.first_token = time.monotonic()
+            tool, backend = _labels(state)
+            metrics.TIME_TO_FIRST_TOKEN.labels(tool, backend).observe(
+                state.first_token - state.began
+            )
 
     async def _finish(
         self, state: _Run, status: CreationStatus, code: str = "", message: str = ""
@@ -333,6 +343,7 @@ class Runner:
         if not ended:
             log.warning("creation %s was ended elsewhere; not writing an ending", state.creation_id)
             return
+        _count(state, status, code)
         if state.creation is not None and state.creation.cache_key:
             state.creation.status = status
             fell_back = state.engine is not None and state.engine.fell_back
@@ -400,6 +411,28 @@ class Runner:
         data = json.loads(message)
         if isinstance(data, dict) and isinstance(data.get("cancel"), str):
             self._cancel_local(data["cancel"])
+
+
+def _labels(state: _Run) -> tuple[str, str]:
+    tool = state.creation.tool if state.creation is not None else "unknown"
+    backend = state.engine.name if state.engine is not None else "copy"
+    return tool, backend
+
+
+def _count(state: _Run, status: CreationStatus, code: str) -> None:
+    """Metrics of a run that ended (written once: by the process that ended it)."""
+    tool, backend = _labels(state)
+    metrics.RUNS.labels(tool, backend, code or status.value).inc()
+    metrics.TOKENS.labels(tool, backend).inc(max(state.usage.completion_tokens, 0))
+    metrics.PROMPT_TOKENS.labels(tool, backend).inc(max(state.usage.prompt_tokens, 0))
+    elapsed = time.monotonic() - state.began
+    if status is CreationStatus.COMPLETED and elapsed > 0 and state.usage.completion_tokens > 0:
+        metrics.TOKENS_PER_SECOND.labels(tool).observe(state.usage.completion_tokens / elapsed)
+    if code in _MODEL_CODES and state.engine is not None:
+        metrics.MODEL_ERRORS.labels(backend, code).inc()
+
+
+_MODEL_CODES = frozenset({"MODEL_UNAVAILABLE", "INFERENCE_TIMEOUT", "INFERENCE_ERROR"})
 
 
 def _served(engine: RoutedEngine | None) -> dict[str, str]:

@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     subscriber_buffer: int = Field(
         256, ge=8, description="events held per slow subscriber before it re-reads the log"
     )
+    worker_metrics_port: int | None = Field(
+        None, ge=1, le=65_535, description="a worker serves Prometheus metrics on this port"
+    )
+    log_format: Literal["text", "json"] | None = Field(
+        None, description="unset = json in production, text otherwise"
+    )
     max_concurrent_jobs: int = Field(8, ge=1, le=256, description="per worker process")
     job_timeout_seconds: int = Field(1800, ge=10)
     job_max_tries: int = Field(3, ge=1, le=10)

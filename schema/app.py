@@ -14,6 +14,7 @@ from arq import create_pool
 from arq.connections import RedisSettings
 from redis import exceptions as redis_errors
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
@@ -26,6 +27,7 @@ from resolvers.resources import Core, open_core
 from resolvers.settings import Settings
 from schema.build import build_schema
 from schema.oauth import token_endpoint
+from schema.observe import RequestMetrics, metrics_endpoint
 from schema.uploads import receive_upload
 from schema.view import GraphQLView
 
@@ -95,7 +97,9 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
             Route("/oauth/token", token_endpoint, methods=["POST"]),
             Route("/healthz", _healthz),
             Route("/readyz", _readyz),
+            Route("/metrics", metrics_endpoint),
         ],
+        middleware=[Middleware(RequestMetrics)],
         lifespan=lifespan,
     )
 

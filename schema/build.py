@@ -23,6 +23,7 @@ from schema.creations import CreationMutation, CreationQuery, CreationSubscripti
 from schema.extensions import LoadersPerOperation, MaskUnexpectedErrors
 from schema.guards import OperationShape
 from schema.lexicons import LexiconMutation, LexiconQuery
+from schema.observe import OperationMetrics
 from schema.presets import PresetMutation, PresetQuery
 from schema.tool_fields import build_tool_types
 from schema.types.events import EVENT_TYPES
@@ -81,6 +82,7 @@ def build_schema() -> strawberry.Schema:
             lambda: ParserCache(maxsize=512),
             lambda: ValidationCache(maxsize=VALIDATION_CACHE_SIZE),
             LoadersPerOperation,
+            OperationMetrics,
             MaskUnexpectedErrors,
         ],
     )

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from resolvers.settings import Settings
+from schema import logs
 
 # uvicorn options of `serve`; bench/bare_app.py uses the same so its baseline is comparable.
 UVICORN_OPTIONS: dict[str, Any] = {
@@ -46,6 +47,7 @@ def _serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        log_config=None,  # logging is configured once, in main (JSON in production)
         **UVICORN_OPTIONS,
     )
 
@@ -150,8 +152,19 @@ def main(argv: list[str] | None = None) -> None:
     token.set_defaults(run=_token)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(json_lines=_json_logs())
     args.run(args)
+
+
+def _json_logs() -> bool:
+    """JSON lines when CK_LOG_FORMAT says so, or in production unless it says text."""
+    try:
+        settings = Settings()
+    except (ValidationError, ValueError):
+        return False  # the command reports the configuration error itself
+    if settings.log_format is not None:
+        return settings.log_format == "json"
+    return settings.env == "production"
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from resolvers import metrics
 from resolvers.auth import Principal
 from resolvers.errors import NotAuthenticated, ServiceUnavailable
 from resolvers.loaders import Loaders
@@ -49,7 +50,7 @@ class Context:
         return loaders
 
     @contextlib.asynccontextmanager
-    async def subscription_slot(self) -> AsyncIterator[None]:
+    async def subscription_slot(self, root: str) -> AsyncIterator[None]:
         """Count a new subscription against the caller's request rate and hold one of their
         subscription slots while it is open (RateLimited when over either)."""
         principal = self.principal
@@ -61,10 +62,12 @@ class Context:
                 self.principal, self.auth_error = None, exc
                 raise
         await self.core.rate.hit(rate_subject(principal, self.request))
-        if principal is None:
-            yield
-            return
-        with self.core.slots.hold(principal.user_id):
+        gauge = metrics.ACTIVE_SUBSCRIPTIONS.labels(root)
+        with contextlib.ExitStack() as stack:
+            if principal is not None:
+                stack.enter_context(self.core.slots.hold(principal.user_id))
+            gauge.inc()
+            stack.callback(gauge.dec)
             yield
 
     def user(self) -> Principal | None:

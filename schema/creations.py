@@ -90,7 +90,7 @@ class CreationSubscription:
         ] = 0,
     ) -> AsyncGenerator[CreationEvent, None]:
         ctx = info.context
-        async with ctx.subscription_slot():
+        async with ctx.subscription_slot("creationEvents"):
             events = await use_cases.follow_creation(
                 principal=ctx.user(),
                 creation_id=id,

@@ -132,7 +132,7 @@ def _subscription(tool: Tool, input_type: type) -> Any:
 
     async def resolve(self: Any, info: Info, input: Any) -> AsyncGenerator[Any, None]:
         ctx = info.context
-        async with ctx.subscription_slot():
+        async with ctx.subscription_slot(tool.name):
             try:
                 row = await start(info, tool.name, _payload(input, tool), wait=False)
             except CreationKingError as exc:

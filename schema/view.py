@@ -20,6 +20,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
 
 from resolvers.errors import NotAuthenticated, RateLimited, ServiceUnavailable
+from resolvers.logcontext import USER_ID
 from resolvers.queue import JobQueue
 from resolvers.resources import Core
 from schema.context import Context, rate_subject
@@ -120,6 +121,8 @@ class GraphQLView(GraphQL[Context, None]):
                 )
             except (NotAuthenticated, ServiceUnavailable) as exc:
                 context.auth_error = exc
+            if context.principal is not None:
+                USER_ID.set(context.principal.user_id)
             try:
                 await core.rate.hit(rate_subject(context.principal, request))
             except RateLimited as exc:
@@ -143,6 +146,7 @@ class GraphQLView(GraphQL[Context, None]):
         context.principal = principal
         if principal is None:
             return None
+        USER_ID.set(principal.user_id)
         websocket = context.request
         if isinstance(websocket, WebSocket):
             _close_at(websocket, principal.expires_at)

@@ -1,0 +1,150 @@
+"""Metrics at /metrics, request ids, and JSON log lines with the request context."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import REGISTRY
+
+from resolvers.logcontext import CREATION_ID, OPERATION, REQUEST_ID, USER_ID
+from resolvers.settings import Settings
+from schema import logs
+from tests.conftest import GraphQLClient, Server, open_socket, serving
+from tests.schema.test_subscriptions import events_of
+
+WRITE = """
+mutation W($input: WriteInput!) { write(input: $input, wait: true) {
+  ... on Creation { id usage { completionTokens } cached } } }
+"""
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_requests_operations_and_runs_are_measured(
+    server: Server, client: GraphQLClient, token: str
+) -> None:
+    labels = {"tool": "write", "backend": "dev-engine"}
+    before = {
+        "http": sample(
+            "ck_http_request_seconds_count", route="/graphql", method="POST", status="200"
+        ),
+        "me": sample("ck_graphql_operation_seconds_count", type="query", root="me", outcome="ok"),
+        "ttft": sample("ck_time_to_first_token_seconds_count", **labels),
+        "tokens": sample("ck_tokens_total", **labels),
+        "runs": sample("ck_runs_total", outcome="COMPLETED", **labels),
+        "hits": sample("ck_cache_hits_total", tool="write"),
+    }
+    await client.query("{ me { id } }", token=token)
+    variables = {"input": {"prompt": "measure me", "maxTokens": 25, "seed": 4}}
+    first = (await client.query(WRITE, variables, token))["write"]
+    again = (await client.query(WRITE, variables, token))["write"]
+    assert again["cached"] is True
+    after_http = sample(
+        "ck_http_request_seconds_count", route="/graphql", method="POST", status="200"
+    )
+    assert after_http >= before["http"] + 3
+    me = sample("ck_graphql_operation_seconds_count", type="query", root="me", outcome="ok")
+    assert me == before["me"] + 1
+    assert sample("ck_time_to_first_token_seconds_count", **labels) == before["ttft"] + 1
+    assert (
+        sample("ck_tokens_total", **labels) == before["tokens"] + first["usage"]["completionTokens"]
+    )
+    assert sample("ck_runs_total", outcome="COMPLETED", **labels) == before["runs"] + 1
+    assert sample("ck_cache_hits_total", tool="write") == before["hits"] + 1
+    body = (await client.http.get(client.url.replace("/graphql", "/metrics"))).text
+    assert "ck_queue_depth" in body and "ck_tokens_per_second_bucket" in body
+
+
+async def test_unknown_fields_never_become_labels(client: GraphQLClient) -> None:
+    await client.raw("{ surelyNotAField }")
+    body = (await client.http.get(client.url.replace("/graphql", "/metrics"))).text
+    assert "surelyNotAField" not in body
+
+
+async def test_open_subscriptions_are_counted(
+    settings: Settings,
+) -> None:
+    async with serving(settings, dev_token_delay=0.02) as (server, _client, token):
+        gauge = sample("ck_active_subscriptions", root="write")
+        async with open_socket(server.ws_url, token) as sock:
+            op = await sock.subscribe(
+                'subscription { write(input: {prompt: "slow", maxTokens: 60}) { __typename } }'
+            )
+            await sock.receive()
+            assert sample("ck_active_subscriptions", root="write") == gauge + 1
+            events_of(await sock.collect(op))
+        for _ in range(50):
+            if sample("ck_active_subscriptions", root="write") == gauge:
+                break
+            await asyncio.sleep(0.05)
+        assert sample("ck_active_subscriptions", root="write") == gauge
+
+
+async def test_rate_limit_refusals_are_counted(settings: Settings) -> None:
+    async with serving(settings, rate_limit_per_minute=60, rate_limit_burst=1) as (_, gql, tok):
+        before = sample("ck_rate_limited_total", limit="requests")
+        await gql.raw("{ me { id } }", token=tok)
+        refused = await gql.raw("{ me { id } }", token=tok)
+    assert refused.status_code == 429
+    assert sample("ck_rate_limited_total", limit="requests") == before + 1
+
+
+async def test_every_response_carries_a_request_id(client: GraphQLClient) -> None:
+    mine = await client.http.post(
+        client.url, json={"query": "{ __typename }"}, headers={"X-Request-ID": "abc-123"}
+    )
+    theirs = await client.http.post(client.url, json={"query": "{ __typename }"})
+    bad = await client.http.post(
+        client.url, json={"query": "{ __typename }"}, headers={"X-Request-ID": "x" * 500}
+    )
+    assert mine.headers["x-request-id"] == "abc-123"
+    assert len(theirs.headers["x-request-id"]) == 32
+    assert bad.headers["x-request-id"] != "x" * 500
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_json_log_lines_carry_the_request_context() -> None:
+    logs.configure(json_lines=True)
+    stream = io.StringIO()
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    tokens = [
+        REQUEST_ID.set("req-1"),
+        USER_ID.set("7b0c1d2e"),
+        OPERATION.set("StartWrite"),
+        CREATION_ID.set("c-9"),
+    ]
+    try:
+        logging.getLogger("resolvers.runner").warning("model failed (%s)", "MODEL_UNAVAILABLE")
+    finally:
+        for variable, token in zip(
+            (REQUEST_ID, USER_ID, OPERATION, CREATION_ID), tokens, strict=True
+        ):
+            variable.reset(token)
+    line = json.loads(stream.getvalue().splitlines()[-1])
+    assert line["message"] == "model failed (MODEL_UNAVAILABLE)"
+    assert (line["level"], line["logger"]) == ("WARNING", "resolvers.runner")
+    assert (line["request_id"], line["user_id"], line["operation"], line["creation_id"]) == (
+        "req-1",
+        "7b0c1d2e",
+        "StartWrite",
+        "c-9",
+    )
+    assert "time" in line
