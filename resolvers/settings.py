@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(
         None, description="S3-compatible endpoint (MinIO...); unset = AWS S3"
     )
+    s3_public_endpoint_url: str | None = Field(
+        None,
+        description="the endpoint as browsers reach it, for presigned upload URLs (e.g. a "
+        "MinIO behind a public host); unset = CK_S3_ENDPOINT_URL",
+    )
     s3_region: str = Field("us-east-1", description="the bucket's region")
     s3_access_key_id: str | None = Field(
         None, description="unset = boto3's usual credential chain (env, IAM role...)"

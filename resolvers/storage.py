@@ -166,9 +166,11 @@ class LocalStore:
 class S3Store:
     """Production: one S3 (or S3-compatible, e.g. MinIO) bucket; boto3 calls run in threads."""
 
-    def __init__(self, client: Any, bucket: str) -> None:
+    def __init__(self, client: Any, bucket: str, *, presigner: Any | None = None) -> None:
         self._client = client
         self._bucket = bucket
+        # Presigned URLs are fetched by browsers: they may need another host than ours.
+        self._presigner = presigner or client
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Store:
@@ -176,23 +178,30 @@ class S3Store:
         from botocore.config import Config
 
         assert settings.s3_bucket is not None
-        client = boto3.client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url,
-            region_name=settings.s3_region,
-            aws_access_key_id=settings.s3_access_key_id,
-            aws_secret_access_key=settings.s3_secret_access_key.get_secret_value()
-            if settings.s3_secret_access_key
-            else None,
-            config=Config(
-                signature_version="s3v4",
-                connect_timeout=5,
-                read_timeout=30,
-                retries={"max_attempts": 3, "mode": "standard"},
-                s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
-            ),
-        )
-        return cls(client, settings.s3_bucket)
+
+        def client_for(endpoint: str | None) -> Any:
+            return boto3.client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name=settings.s3_region,
+                aws_access_key_id=settings.s3_access_key_id,
+                aws_secret_access_key=settings.s3_secret_access_key.get_secret_value()
+                if settings.s3_secret_access_key
+                else None,
+                config=Config(
+                    signature_version="s3v4",
+                    connect_timeout=5,
+                    read_timeout=30,
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    s3={"addressing_style": "path"} if endpoint else None,
+                ),
+            )
+
+        client = client_for(settings.s3_endpoint_url)
+        presigner = None
+        if settings.s3_public_endpoint_url:
+            presigner = client_for(settings.s3_public_endpoint_url)
+        return cls(client, settings.s3_bucket, presigner=presigner)
 
     async def _call(self, name: str, **params: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -242,7 +251,7 @@ class S3Store:
         self, key: str, *, content_type: str, size: int, expires_in: int, base_url: str
     ) -> UploadTarget:
         # ContentType and ContentLength are signed: S3 refuses any other type or length.
-        url = self._client.generate_presigned_url(
+        url = self._presigner.generate_presigned_url(
             "put_object",
             Params={
                 "Bucket": self._bucket,

@@ -132,3 +132,19 @@ async def test_unreachable_s3_is_service_unavailable(tmp_path: Path) -> None:
     store = make_store(settings)
     with pytest.raises(ServiceUnavailable):
         await store.put("k", b"x", "text/plain")
+
+
+async def test_presigned_urls_can_name_the_public_endpoint(
+    s3_endpoint: str, tmp_path: Path
+) -> None:
+    public = s3_endpoint.replace("127.0.0.1", "localhost")  # how browsers reach the store
+    settings = make_settings(**s3_settings(s3_endpoint, tmp_path), s3_public_endpoint_url=public)
+    store = make_store(settings)
+    target = store.upload_target(
+        "uploads/u/6", content_type="image/png", size=4, expires_in=60, base_url="ignored"
+    )
+    assert target.url.startswith(public + "/")
+    async with httpx.AsyncClient() as http:
+        response = await http.put(target.url, content=b"\x89PNG", headers=target.headers)
+    assert response.status_code == 200, response.text
+    assert await store.get("uploads/u/6", limit=4) == b"\x89PNG"  # read back inside
