@@ -119,8 +119,8 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(
         None, ge=1, le=65_535, description="a worker serves Prometheus metrics on this port"
     )
-    log_format: Literal["text", "json"] | None = Field(
-        None, description="unset = json in production, text otherwise"
+    log_format: Literal["auto", "text", "json"] = Field(
+        "auto", description="auto = json lines in production, text otherwise"
     )
     max_concurrent_jobs: int = Field(8, ge=1, le=256, description="per worker process")
     job_timeout_seconds: int = Field(1800, ge=10)

@@ -162,9 +162,9 @@ def _json_logs() -> bool:
         settings = Settings()
     except (ValidationError, ValueError):
         return False  # the command reports the configuration error itself
-    if settings.log_format is not None:
-        return settings.log_format == "json"
-    return settings.env == "production"
+    if settings.log_format == "auto":
+        return settings.env == "production"
+    return settings.log_format == "json"
 
 
 if __name__ == "__main__":
