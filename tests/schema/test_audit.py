@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -62,7 +63,11 @@ async def test_mutations_are_recorded_with_outcome_objects_and_client(
             'subscription { write(input: {prompt: "x", maxTokens: 3}) { __typename } }'
         )
         await sock.collect(op)
-    mine = await entries_of(str(user.id))
+    for _ in range(100):  # a stream's entry is written beside it, a moment later
+        mine = await entries_of(str(user.id))
+        if len(mine) >= 2:
+            break
+        await asyncio.sleep(0.02)
     assert [(e.operation, e.tool, e.outcome) for e in mine] == [
         ("write", "write", "OK"),
         ("write", "write", "OK"),
