@@ -82,13 +82,13 @@ class Server:
                 time.sleep(0.1)
         raise StartError(f"{self.name} not ready after {timeout} s; log tail:\n{self.log_tail()}")
 
-    def stop(self) -> None:
-        """SIGTERM (graceful), then SIGKILL the whole group after STOP_TIMEOUT seconds."""
+    def stop(self, grace: float = STOP_TIMEOUT) -> None:
+        """SIGTERM (graceful), then SIGKILL the whole group after `grace` seconds."""
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(STOP_TIMEOUT)
+                self.process.wait(grace)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
@@ -131,6 +131,23 @@ def cpu_seconds(pids: Sequence[int]) -> float:
         # The command name (field 2) may hold spaces; fields after it are space-separated.
         fields = raw.rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / ticks
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds used so far by the live processes of process group `pgid`
+    (Triton: the launcher, tritonserver and its Python backend stubs)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5, pgrp
+            total += int(fields[11]) + int(fields[12])
     return total / ticks
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.stats import ratio
+from bench.targets import Target
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -146,6 +147,104 @@ def headline(streaming: list[dict[str, Any]], throughput: list[dict[str, Any]]) 
         rows.append(f"| latency p50 / p99 full vs bare | {_times(p50)} / {_times(p99)} |")
         rows.append(f"| server CPU per request full / bare | {_times(cpu)} |")
     return "### Summary (ratios against same-run baselines)\n\n" + "\n".join(rows) + "\n"
+
+
+def targets_table(targets: list[Target]) -> str:
+    """Each target of the issue with its goal, the measured figure and whether it is met."""
+    rows = [
+        "| target | goal | measured | baseline (same run) | met |",
+        "|---|---:|---:|---|---|",
+    ]
+    for t in targets:
+        met = "not measured" if t.met is None else ("met" if t.met else "**not met**")
+        digits = 3 if t.unit == "x" else (0 if t.unit == "" else 1)
+        rows.append(
+            f"| {t.name} | {t.goal} | {_num(t.value, digits)}{t.unit} | {t.baseline} | {met} |"
+        )
+    return "### Targets\n\n" + "\n".join(rows) + "\n"
+
+
+def concurrency_table(c: dict[str, Any]) -> str:
+    """Aggregate tokens/s of concurrent streams, direct and through the stack."""
+    d_wall, s_wall, d_ttft, s_ttft = (
+        c["direct_wall_s"],
+        c["stack_wall_s"],
+        c["direct_ttft"],
+        c["stack_ttft"],
+    )
+    server, triton = c["server_cores"], c["triton_cores"]
+    rows = [
+        "| side | tokens/s (all rounds) | round wall time p50 s | TTFT p50 ms | TTFT p99 ms "
+        "| API server cores | Triton cores |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| direct Triton | {_num(c['direct_tokens_per_s'], 0)} | {_num(d_wall['p50'], 2)} "
+        f"| {_num(d_ttft['p50'])} | {_num(d_ttft['p99'])} | {_num(server['direct'], 2)} "
+        f"| {_num(triton['direct'], 2)} |",
+        f"| stack (`write` subscriptions) | {_num(c['stack_tokens_per_s'], 0)} "
+        f"| {_num(s_wall['p50'], 2)} | {_num(s_ttft['p50'])} | {_num(s_ttft['p99'])} "
+        f"| {_num(server['stack'], 2)} | {_num(triton['stack'], 2)} |",
+    ]
+    notes = (
+        f"{c['streams']} streams at once x {c['max_tokens']} tokens, {c['rounds']} round(s) per "
+        f"side, Triton token delay {c['token_delay_s'] * 1000:g} ms; stack / direct "
+        f"{_times(c['ratio'])} (per round: "
+        + ", ".join(_times(r) for r in c["round_ratios"])
+        + f"); text mismatches: {c['text_mismatches']}; whole machine busy: "
+        f"{c.get('machine_busy_cores', math.nan):.2f} cores"
+    )
+    return "### Concurrent streams in one API process\n\n" + "\n".join(rows) + f"\n\n{notes}\n"
+
+
+def fanout_table(f: dict[str, Any]) -> str:
+    """Fan-out of one creation's events to many subscribers, stack versus raw broadcast."""
+    rows = [
+        "| side | latency p50 ms | p99 ms | max ms | last subscriber p50 ms | lost "
+        "| repeated | server CPU us/delivery | server CPU | opening s | left open |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for side in (f["raw"], f["stack"]):
+        lat, last = side["latency"], side["last_subscriber"]
+        rows.append(
+            f"| {side['label']} | {_num(lat['p50'])} | {_num(lat['p99'])} | {_num(lat['max'])} "
+            f"| {_num(last['p50'])} | {side['lost']} | {side['duplicates']} "
+            f"| {_num(side['server_cpu_us_per_delivery'], 0)} "
+            f"| {side['server_cpu_utilisation']:.0%} | {_num(side['open_s'])} "
+            f"| {side['left_open']:.0f} |"
+        )
+    stack = f["stack"]
+    notes = (
+        f"{stack['subscribers']:,} sockets, {stack['events']} events each published once the "
+        f"previous one reached every socket; latency = publish to arrival in the client, every "
+        f"(socket, event) pair; stack / raw p50 {_times(f['ratio_p50'])}, p99 "
+        f"{_times(f['ratio_p99'])}; opening: connect (stack: also authenticate and subscribe) "
+        f"every socket, 50 at a time; socket errors raw {f['raw']['errors']}, stack "
+        f"{stack['errors']}; client CPU raw {f['raw']['client_cpu_utilisation']:.0%}, stack "
+        f"{stack['client_cpu_utilisation']:.0%} of a core"
+    )
+    return "### Fan-out: one creation, many subscribers\n\n" + "\n".join(rows) + f"\n\n{notes}\n"
+
+
+def idle_table(m: dict[str, Any]) -> str:
+    """RSS growth per idle socket, stack subscription versus raw websocket."""
+    rows = [
+        "| side | sockets | RSS before MiB | RSS after MiB | KiB per socket | idle server CPU "
+        "| left open |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for side in (m["raw"], m["stack"]):
+        rows.append(
+            f"| {side['label']} | {side['count']} | {_num(side['rss_before'] / 2**20)} "
+            f"| {_num(side['rss_after'] / 2**20)} | {_num(side['bytes_per_socket'] / 1024)} "
+            f"| {side['idle_cpu_utilisation']:.0%} | {side['left_open']:.0f} |"
+        )
+    notes = (
+        f"stack / raw per socket {_times(m['ratio'])}; stack sockets each hold one "
+        "`creationEvents` subscription to a queued creation that nothing produces; idle "
+        "server CPU is a share of one core while the sockets are idle; left open: sockets "
+        "(raw) or subscriptions (stack, `ck_active_subscriptions`) the server still holds 2 s "
+        "after every client closed"
+    )
+    return "### Memory per idle subscription\n\n" + "\n".join(rows) + f"\n\n{notes}\n"
 
 
 def write_json(directory: Path, data: dict[str, Any]) -> Path:
