@@ -16,11 +16,10 @@ from resolvers.tools import TOOLS
 from schema.context import Info
 from schema.types.errors import (
     AuthError,
-    ErrorCode,
     InvalidInputError,
     NotFoundError,
     UnavailableError,
-    from_exception,
+    from_exception_as,
 )
 
 
@@ -97,10 +96,7 @@ async def _key_result(
     try:
         return ApiKey.from_model(await call)
     except CreationKingError as exc:
-        error = from_exception(exc)
-    if isinstance(error, AuthError | NotFoundError | UnavailableError):
-        return error
-    return UnavailableError(code=ErrorCode.SERVICE_UNAVAILABLE, message=error.message)
+        return from_exception_as(exc, AuthError, NotFoundError)
 
 
 @strawberry.type
@@ -138,10 +134,7 @@ class ApiKeyMutation:
                 tools=TOOLS,
             )
         except CreationKingError as exc:
-            error = from_exception(exc)
-            if isinstance(error, InvalidInputError | AuthError | UnavailableError):
-                return error
-            return UnavailableError(code=ErrorCode.SERVICE_UNAVAILABLE, message=error.message)
+            return from_exception_as(exc, InvalidInputError, AuthError)
         return NewApiKey(key=ApiKey.from_model(made.key), secret=made.secret)
 
     @strawberry.mutation(description="Revoke an API key: it stops working at once.")

@@ -23,7 +23,7 @@ from schema.types.errors import (
     InvalidInputError,
     NotFoundError,
     UnavailableError,
-    from_exception,
+    from_exception_as,
 )
 
 SwotTemplateGraphQLInput: Any = nested_input(SwotTemplateInput)
@@ -75,10 +75,7 @@ async def _result(
     try:
         return Preset.from_model(await call)
     except CreationKingError as exc:
-        error = from_exception(exc)
-    if isinstance(error, InvalidInputError | AuthError | NotFoundError | UnavailableError):
-        return error
-    return UnavailableError(code=ErrorCode.SERVICE_UNAVAILABLE, message=error.message)
+        return from_exception_as(exc, InvalidInputError, AuthError, NotFoundError)
 
 
 @strawberry.type

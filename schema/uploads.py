@@ -18,10 +18,9 @@ from resolvers.storage import LocalStore
 from schema.context import Info
 from schema.types.errors import (
     AuthError,
-    ErrorCode,
     InvalidInputError,
     UnavailableError,
-    from_exception,
+    from_exception_as,
 )
 
 
@@ -148,10 +147,7 @@ class UploadMutation:
                 expires_in=settings.upload_url_ttl_seconds,
             )
         except CreationKingError as exc:
-            error = from_exception(exc)
-            if isinstance(error, InvalidInputError | AuthError | UnavailableError):
-                return error
-            return UnavailableError(code=ErrorCode.SERVICE_UNAVAILABLE, message=exc.message)
+            return from_exception_as(exc, InvalidInputError, AuthError)
         target = ticket.target
         return UploadTicket(
             upload=Upload.from_model(ticket.upload),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import TypeVar, overload
 
 import strawberry
 
@@ -115,9 +116,30 @@ def from_exception(exc: errors.CreationKingError) -> ErrorType:
     return UnavailableError(code=ErrorCode.SERVICE_UNAVAILABLE, message=exc.message)
 
 
+_A = TypeVar("_A", bound=Error)
+_B = TypeVar("_B", bound=Error)
+_C = TypeVar("_C", bound=Error)
+
+
+@overload
+def from_exception_as(exc: errors.CreationKingError, a: type[_A], /) -> _A | UnavailableError: ...
+@overload
+def from_exception_as(
+    exc: errors.CreationKingError, a: type[_A], b: type[_B], /
+) -> _A | _B | UnavailableError: ...
+@overload
+def from_exception_as(
+    exc: errors.CreationKingError, a: type[_A], b: type[_B], c: type[_C], /
+) -> _A | _B | _C | UnavailableError: ...
+def from_exception_as(exc: errors.CreationKingError, *allowed: type[Error]) -> Error:
+    """The schema type of a domain error, if it is one of `allowed` (the types a field's
+    result union holds); any other error becomes UnavailableError, which is always allowed."""
+    error = from_exception(exc)
+    if isinstance(error, (*allowed, UnavailableError)):
+        return error
+    return UnavailableError(code=ErrorCode.SERVICE_UNAVAILABLE, message=exc.message)
+
+
 def auth_failure(exc: errors.CreationKingError) -> InvalidInputError | AuthError | UnavailableError:
     """The schema type of an error from registering or logging in."""
-    result = from_exception(exc)
-    if isinstance(result, InvalidInputError | AuthError | UnavailableError):
-        return result
-    return UnavailableError(code=ErrorCode.SERVICE_UNAVAILABLE, message=exc.message)
+    return from_exception_as(exc, InvalidInputError, AuthError)

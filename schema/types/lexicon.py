@@ -12,11 +12,10 @@ from resolvers import models
 from resolvers.errors import CreationKingError
 from schema.types.errors import (
     AuthError,
-    ErrorCode,
     InvalidInputError,
     NotFoundError,
     UnavailableError,
-    from_exception,
+    from_exception_as,
 )
 
 
@@ -86,10 +85,7 @@ async def lexicon_result(
     try:
         return Lexicon.from_model(await call)
     except CreationKingError as exc:
-        error = from_exception(exc)
-    if isinstance(error, InvalidInputError | AuthError | NotFoundError | UnavailableError):
-        return error
-    return UnavailableError(code=ErrorCode.SERVICE_UNAVAILABLE, message=error.message)
+        return from_exception_as(exc, InvalidInputError, AuthError, NotFoundError)
 
 
 def entries_of(entries: list[LexiconEntryInput]) -> list[dict[str, str]]:
