@@ -423,6 +423,23 @@ def test_api_probes_ingress_and_service_reach_the_app(
             assert path["path"] not in ("/healthz", "/readyz")
 
 
+def test_worker_serves_metrics_where_prometheus_scrapes(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = component(rendered(overlay), "worker")
+    (container,) = containers(worker)
+    # The worker's environment: envFrom, then its own `env`, which wins.
+    env = overlay_env(overlay) | {v["name"]: v["value"] for v in container.get("env", [])}
+    filled = {key: value.replace("REPLACE_ME", "filled" + "x" * 32) for key, value in env.items()}
+    port = settings_from_env(monkeypatch, filled).worker_metrics_port
+    assert port is not None, "the worker serves no metrics (CK_WORKER_METRICS_PORT)"
+    assert _port(container, "metrics") == port
+    annotations = worker["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
 def test_ingress_keeps_websockets_open() -> None:
     annotations = find(rendered("prod"), "Ingress", "creation-king")["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
