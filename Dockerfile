@@ -9,8 +9,9 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 WORKDIR /src
 # The dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change.
+# The `otel` extra is included so that CK_TRACING=true needs no other image.
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps))" \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; open('/tmp/requirements.txt', 'w').write('\n'.join(p['dependencies'] + p['optional-dependencies']['otel']))" \
     && /opt/venv/bin/pip install -r /tmp/requirements.txt
 # Then the project itself: the packages of [tool.setuptools.packages.find] in pyproject.toml.
 COPY schema schema

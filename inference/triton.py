@@ -35,6 +35,7 @@ from inference.base import (
     ModelUnavailable,
     collect,
 )
+from inference.tracing import detached_span
 
 # The model contract: every input and output has shape [1] (the models do not batch).
 PROMPT_INPUT = "prompt"  # BYTES, UTF-8
@@ -102,39 +103,46 @@ class TritonEngine:
 
         responses = client.stream_infer(requests(), stream_timeout=self.config.stream_timeout)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        pending_tokens = 0
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout(self.config.idle_timeout):
-                        result, error = await anext(responses)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError as exc:
-                    raise InferenceTimeout(
-                        f"{request.model}: no token within {self.config.idle_timeout} s"
-                    ) from exc
-                except asyncio.CancelledError as exc:
-                    if _cancelling():
-                        raise
-                    raise self._unexpected_cancel(request, sent) from exc
-                except (grpc.RpcError, InferenceServerException) as exc:
-                    raise _translate(exc, request.model) from exc
-                if error is not None:
-                    raise _translate(error, request.model) from error
-                # A token may end inside a multi-byte character; the decoder holds it back and
-                # its token is counted with the next delta.
-                text = decoder.decode(_token_bytes(result, request.model))
-                pending_tokens += 1
-                if text:
-                    yield Delta(text, pending_tokens)
-                    pending_tokens = 0
-            tail = decoder.decode(b"", final=True)
-            if tail or pending_tokens:
-                yield Delta(tail, pending_tokens)
-        finally:
-            # No-op once the stream ended; otherwise asks Triton to drop the request.
-            responses.cancel()
+        pending_tokens = tokens = 0
+        with detached_span(
+            "triton stream_infer", **{"rpc.system": "grpc", "triton.model": request.model}
+        ) as call:
+            try:
+                while True:
+                    try:
+                        async with asyncio.timeout(self.config.idle_timeout):
+                            result, error = await anext(responses)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError as exc:
+                        raise InferenceTimeout(
+                            f"{request.model}: no token within {self.config.idle_timeout} s"
+                        ) from exc
+                    except asyncio.CancelledError as exc:
+                        if _cancelling():
+                            raise
+                        raise self._unexpected_cancel(request, sent) from exc
+                    except (grpc.RpcError, InferenceServerException) as exc:
+                        raise _translate(exc, request.model) from exc
+                    if error is not None:
+                        raise _translate(error, request.model) from error
+                    # A token may end inside a multi-byte character; the decoder holds it back and
+                    # its token is counted with the next delta.
+                    text = decoder.decode(_token_bytes(result, request.model))
+                    if not tokens:
+                        call.add_event("first token")
+                    pending_tokens += 1
+                    tokens += 1
+                    if text:
+                        yield Delta(text, pending_tokens)
+                        pending_tokens = 0
+                tail = decoder.decode(b"", final=True)
+                if tail or pending_tokens:
+                    yield Delta(tail, pending_tokens)
+            finally:
+                call.set_attribute("triton.tokens", tokens)
+                # No-op once the stream ended; otherwise asks Triton to drop the request.
+                responses.cancel()
 
     async def complete(self, request: GenerationRequest) -> Completion:
         """Generate the whole text (the model only streams) and return it with its usage."""

@@ -14,9 +14,10 @@ from typing import Any
 from arq import func
 from arq.connections import RedisSettings
 from arq.worker import Worker
+from opentelemetry.trace import SpanKind
 from prometheus_client import start_http_server
 
-from resolvers import keys, metrics
+from resolvers import keys, metrics, tracing
 from resolvers.queue import JOB_NAME, deserialize_job, serialize_job
 from resolvers.resources import open_core
 from resolvers.settings import Settings
@@ -24,12 +25,23 @@ from resolvers.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def run_creation(ctx: dict[str, Any], creation_id: str) -> str | None:
-    """Produce a queued creation's events; arq retries it if the worker stops midway."""
+async def run_creation(
+    ctx: dict[str, Any], creation_id: str, trace: dict[str, str] | None = None
+) -> str | None:
+    """Produce a queued creation's events; arq retries it if the worker stops midway.
+
+    `trace` is the enqueuing operation's trace context: the job's span continues it.
+    """
     began = time.monotonic()
     outcome = "error"
     try:
-        status = await ctx["runner"].run(creation_id)
+        with tracing.span(
+            f"job {JOB_NAME}",
+            {"creation.id": creation_id, "job.try": int(ctx.get("job_try") or 1)},
+            kind=SpanKind.CONSUMER,
+            parent=tracing.extract(trace),
+        ):
+            status = await ctx["runner"].run(creation_id)
         outcome = "skipped" if status is None else status.value
         return None if status is None else str(status.value)
     except asyncio.CancelledError:
@@ -45,6 +57,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port)  # a thread serving /metrics
+    tracing.configure(enabled_by_settings=settings.tracing, service="creation-king-worker")
     stack = contextlib.AsyncExitStack()
     core = await stack.enter_async_context(open_core(settings))
     ctx["stack"], ctx["runner"] = stack, core.runner

@@ -6,8 +6,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tortoise import Tortoise
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.migrations.api import migrate as _migrate
+
+from resolvers import tracing
 
 MODELS_MODULE = "resolvers.models"
 MIGRATIONS_MODULE = "migrations"
@@ -23,8 +26,14 @@ def tortoise_config(
     """The Tortoise config for one database URL (postgres:// or sqlite://). Postgres gets a
     connect and a command timeout unless the URL sets them: a database that stops answering
     (a network partition) must fail requests, not hang them."""
+    url = _with_timeouts(db_url, command_timeout)
+    connection: str | dict[str, Any] = url
+    if tracing.enabled() and db_url.startswith("postgres"):
+        # The dict form of the same URL, to hand asyncpg a per-connection `init` hook.
+        connection = expand_db_url(url)
+        connection["credentials"]["init"] = tracing.trace_queries
     return {
-        "connections": {"default": _with_timeouts(db_url, command_timeout)},
+        "connections": {"default": connection},
         "apps": {
             "models": {
                 "models": [MODELS_MODULE],

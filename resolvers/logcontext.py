@@ -1,11 +1,13 @@
 """What every log line says about its request: request id, user id (never an e-mail),
-GraphQL operation and creation id. Set where they become known; a logging filter copies them
-onto each record (see `schema/logs.py`)."""
+GraphQL operation, creation id and trace id. Set where they become known; a logging filter
+copies them onto each record (see `schema/logs.py`)."""
 
 from __future__ import annotations
 
 import contextvars
 import logging
+
+from opentelemetry import trace
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 USER_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("user_id", default=None)
@@ -22,10 +24,14 @@ _FIELDS = (
 
 
 class ContextFilter(logging.Filter):
-    """Adds the context fields to every record (None when unknown)."""
+    """Adds the context fields to every record (None when unknown), and the trace id while a
+    recorded span is current, so a log line leads to its trace."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         for name, variable in _FIELDS:
             if not hasattr(record, name):
                 setattr(record, name, variable.get())
+        if not hasattr(record, "trace_id"):
+            span = trace.get_current_span().get_span_context()
+            record.trace_id = format(span.trace_id, "032x") if span.is_valid else None
         return True

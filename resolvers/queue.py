@@ -18,15 +18,17 @@ from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix as IN_PROGRESS_PREFIX
 from arq.constants import job_key_prefix as ARQ_JOB_PREFIX
 from arq.jobs import Job
+from opentelemetry.trace import SpanKind
 from redis import exceptions as redis_errors
 
-from resolvers import keys
+from resolvers import keys, tracing
 from resolvers.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
 JOB_NAME = "run_creation"
-JobFunction = Callable[[dict[str, Any], str], Awaitable[Any]]
+# (ctx, creation_id, trace=carrier): `trace` continues the enqueuing operation's trace.
+JobFunction = Callable[..., Awaitable[Any]]
 
 
 def serialize_job(data: dict[str, Any]) -> bytes:
@@ -70,9 +72,16 @@ class ArqQueue:
     async def enqueue(self, creation_id: str) -> None:
         """Queue the job; a second enqueue of the same creation is a no-op."""
         try:
-            await self._redis.enqueue_job(
-                JOB_NAME, creation_id, _job_id=keys.job_id(creation_id), _queue_name=keys.JOB_QUEUE
-            )
+            with tracing.span(
+                "queue.enqueue", {"creation.id": creation_id}, kind=SpanKind.PRODUCER
+            ):
+                await self._redis.enqueue_job(
+                    JOB_NAME,
+                    creation_id,
+                    trace=tracing.carrier(),
+                    _job_id=keys.job_id(creation_id),
+                    _queue_name=keys.JOB_QUEUE,
+                )
         except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
             raise ServiceUnavailable("the job queue is unreachable") from exc
 
@@ -126,7 +135,9 @@ class InlineQueue:
     async def enqueue(self, creation_id: str) -> None:
         """Start the job in the background; a second enqueue of the same creation is a no-op."""
         if creation_id not in self._tasks:
-            task = asyncio.create_task(self._run(creation_id), name=f"job:{creation_id}")
+            task = asyncio.create_task(
+                self._run(creation_id, tracing.carrier()), name=f"job:{creation_id}"
+            )
             self._tasks[creation_id] = task
             task.add_done_callback(lambda _t: self._tasks.pop(creation_id, None))
 
@@ -147,10 +158,10 @@ class InlineQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _run(self, creation_id: str) -> None:
+    async def _run(self, creation_id: str, trace: tracing.Carrier) -> None:
         async with self._slots:
             ctx = {**self._ctx, "job_try": 1, "job_id": keys.job_id(creation_id)}
             try:
-                await self._job(ctx, creation_id)
+                await self._job(ctx, creation_id, trace=trace)
             except Exception:  # the outermost layer of a background job
                 log.exception("inline job for creation %s failed", creation_id)

@@ -21,7 +21,7 @@ from inference.base import Engine
 from inference.dev import DevEngine
 from inference.openai_compat import OpenAIConfig, OpenAIEngine
 from inference.triton import TritonConfig, TritonEngine
-from resolvers import db
+from resolvers import db, tracing
 from resolvers.auth import Auth
 from resolvers.bus import Bus, ResilientRedisBackend
 from resolvers.cache import Cache
@@ -68,7 +68,8 @@ def make_redis(settings: Settings) -> Redis:
     if settings.redis_url:
         # Timeouts: a blackholed Redis must fail calls, not hang them (pub/sub reads use
         # their own 1 s timeout, well below these).
-        client = Redis.from_url(
+        kind = tracing.TracedRedis if tracing.enabled() else Redis
+        client = kind.from_url(
             settings.redis_url,
             health_check_interval=30,
             socket_timeout=10,

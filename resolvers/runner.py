@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from inference.base import Delta, InferenceError, Piece, Stage, Structured, Usage
-from resolvers import keys, metrics
+from resolvers import keys, metrics, tracing
 from resolvers.bus import Bus
 from resolvers.cache import Cache
 from resolvers.errors import ServiceUnavailable
@@ -163,6 +163,21 @@ class Runner:
         return state
 
     async def _run(
+        self, creation: Creation, state: _Run, *, fresh: bool, retry: bool
+    ) -> CreationStatus | None:
+        """One run of a creation, as a span of the trace that started it."""
+        attributes: dict[str, str | bool] = {
+            "creation.id": state.creation_id,
+            "creation.tool": creation.tool,
+            "creation.variant": creation.variant or "",
+            "creation.resumed": not fresh,
+        }
+        with tracing.span("creation.run", attributes) as current:
+            status = await self._drive(creation, state, fresh=fresh, retry=retry)
+            current.set_attribute("creation.status", "none" if status is None else status.value)
+            return status
+
+    async def _drive(
         self, creation: Creation, state: _Run, *, fresh: bool, retry: bool
     ) -> CreationStatus | None:
         creation_id = state.creation_id

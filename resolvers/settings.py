@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(
         None, ge=1, le=65_535, description="a worker serves Prometheus metrics on this port"
     )
+    tracing: bool = Field(
+        False,
+        description="export OpenTelemetry traces over OTLP (the `otel` extra; endpoint from "
+        "OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
     log_format: Literal["auto", "text", "json"] = Field(
         "auto", description="auto = json lines in production, text otherwise"
     )

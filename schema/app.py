@@ -22,6 +22,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from tortoise import connections
 
 from jobs.worker import run_creation
+from resolvers import tracing
 from resolvers.queue import ArqQueue, InlineQueue, JobQueue, deserialize_job, serialize_job
 from resolvers.resources import Core, open_core
 from resolvers.settings import Settings
@@ -80,6 +81,8 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
             app.state.core, app.state.queue = opened.core, opened.queue
             yield
 
+    # Before the schema and the clients are built: both look for an installed tracer.
+    tracing.configure(enabled_by_settings=settings.tracing, service="creation-king-api")
     view = GraphQLView(
         build_schema(),
         graphql_ide="graphiql" if settings.graphiql_enabled else None,

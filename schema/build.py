@@ -16,6 +16,7 @@ from strawberry.extensions import (
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from resolvers import tracing
 from schema.apikeys import ApiKeyMutation, ApiKeyQuery
 from schema.audit import Audited, AuditQuery
 from schema.auth import AuthMutation, AuthQuery
@@ -23,7 +24,7 @@ from schema.creations import CreationMutation, CreationQuery, CreationSubscripti
 from schema.extensions import LoadersPerOperation, MaskUnexpectedErrors
 from schema.guards import OperationShape
 from schema.lexicons import LexiconMutation, LexiconQuery
-from schema.observe import OperationMetrics
+from schema.observe import OperationMetrics, TraceOperations
 from schema.presets import PresetMutation, PresetQuery
 from schema.tool_fields import build_tool_types
 from schema.types.events import EVENT_TYPES
@@ -70,7 +71,8 @@ class _Schema(strawberry.Schema):
 
 
 def build_schema() -> strawberry.Schema:
-    """The schema with its guards on; extensions are factories (one instance per operation)."""
+    """The schema with its guards on; extensions are factories (one instance per operation).
+    Operations are traced when a tracer provider is installed (`resolvers.tracing`)."""
     return _Schema(
         query=Query,
         mutation=Mutation,
@@ -83,6 +85,7 @@ def build_schema() -> strawberry.Schema:
             lambda: ValidationCache(maxsize=VALIDATION_CACHE_SIZE),
             LoadersPerOperation,
             OperationMetrics,
+            *([TraceOperations] if tracing.enabled() else []),
             MaskUnexpectedErrors,
         ],
     )

@@ -13,7 +13,7 @@ from resolvers.logcontext import ContextFilter
 _TEXT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 _JSON_FIELDS = (
     "%(asctime)s %(levelname)s %(name)s %(message)s "
-    "%(request_id)s %(user_id)s %(operation)s %(creation_id)s"
+    "%(request_id)s %(user_id)s %(operation)s %(creation_id)s %(trace_id)s"
 )
 
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from inspect import isawaitable
+from typing import Any
 
+from graphql import GraphQLResolveInfo, OperationType
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis import exceptions as redis_errors
 from starlette.requests import Request
@@ -14,9 +19,10 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
+from strawberry.extensions.tracing.utils import should_skip_tracing
 from strawberry.types import ExecutionContext
 
-from resolvers import keys, metrics
+from resolvers import keys, metrics, tracing
 from resolvers.logcontext import OPERATION, REQUEST_ID
 from resolvers.resources import Core
 
@@ -94,6 +100,60 @@ class OperationMetrics(SchemaExtension):
             metrics.OPERATION_SECONDS.labels(kind, root, "error" if errors else "ok").observe(
                 time.perf_counter() - began
             )
+
+
+class TraceOperations(SchemaExtension):
+    """One span per GraphQL operation (continuing the client's `traceparent`, if any) and
+    one per resolver that does work; a root resolver's span is current while it runs, so its
+    Redis, Postgres, queue and run spans nest under it. Installed only when tracing is on.
+
+    A subscription gets its operation span only: a span per event per subscriber would cost
+    more than the stream it describes. Arguments are never recorded (they hold user text).
+    """
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        headers = getattr(getattr(context.context, "request", None), "headers", None)
+        parent = tracing.extract(
+            {"traceparent": headers["traceparent"]}
+            if headers is not None and "traceparent" in headers
+            else None
+        )
+        self._operation = tracing.tracer().start_span(
+            "graphql.operation", context=parent, kind=SpanKind.SERVER
+        )
+        self._parent = trace.set_span_in_context(self._operation)
+        try:
+            yield
+        finally:
+            kind, root = _kind_and_root(context)
+            self._operation.update_name(f"graphql.{kind} {root}")
+            self._operation.set_attribute("graphql.operation.type", kind)
+            self._operation.set_attribute("graphql.operation.name", context.operation_name or "")
+            if getattr(context.result, "errors", None):
+                self._operation.set_status(Status(StatusCode.ERROR, "operation errors"))
+            self._operation.end()
+
+    async def resolve(
+        self,
+        _next: Callable[..., Any],
+        root: Any,
+        info: GraphQLResolveInfo[Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        if info.operation.operation is OperationType.SUBSCRIPTION or should_skip_tracing(
+            _next, info
+        ):
+            result = _next(root, info, *args, **kwargs)
+            return await result if isawaitable(result) else result
+        with tracing.span(
+            f"resolve {info.parent_type.name}.{info.field_name}",
+            {"graphql.field.path": ".".join(str(p) for p in info.path.as_list())},
+            parent=self._parent,
+        ):
+            result = _next(root, info, *args, **kwargs)
+            return await result if isawaitable(result) else result
 
 
 def _kind_and_root(context: ExecutionContext) -> tuple[str, str]:
