@@ -170,7 +170,10 @@ class Listener:
         if not self._items:
             self._ready.clear()
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                # Not wait_for: on Python 3.11 it can swallow a cancellation that arrives as
+                # the wait ends, and the subscription would outlive its client.
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
             except TimeoutError:
                 return None
         return self._items.popleft()

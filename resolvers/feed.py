@@ -8,6 +8,7 @@ of the log, which always holds every event. Catch-up reads coalesce consecutive 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from resolvers import keys
@@ -47,7 +48,9 @@ class Feed:
         async with self.bus.listen(keys.event_channel(creation_id)) as listener:
             while True:
                 caught_up = False
-                for event in await self._catch_up(creation_id, last):
+                events = await self._catch_up(creation_id, last)
+                _raise_if_cancelled()
+                for event in events:
                     yield event
                     last = event.seq
                     if event.terminal:
@@ -60,6 +63,7 @@ class Feed:
                     return  # the client already has the ending (after >= its seq)
                 while True:
                     message = await listener.get(timeout=self._poll)
+                    _raise_if_cancelled()
                     if message is None and on_quiet is not None:
                         await on_quiet(last)
                     if message is None or message in (RESYNC, OVERFLOW):
@@ -76,3 +80,12 @@ class Feed:
 
     async def _catch_up(self, creation_id: str, after: int) -> list[Event]:
         return coalesce(await self.history.read(creation_id, after=after))
+
+
+def _raise_if_cancelled() -> None:
+    """Stop a follower whose task was cancelled even if a library swallowed the
+    CancelledError (redis-py's and asyncio.wait_for's timeouts can, on Python 3.11): a
+    subscription must not outlive the client that left."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

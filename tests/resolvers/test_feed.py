@@ -203,3 +203,28 @@ async def test_the_bus_recovers_when_redis_is_down_at_its_first_subscribe(
         if server is not None:
             server.terminate()
             server.wait(10)
+
+
+async def test_a_follower_stops_when_its_cancel_was_swallowed_by_a_read(
+    feed: Feed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A library call that eats the CancelledError (as redis-py's and wait_for's timeouts
+    # can on Python 3.11) must not leave the follower waiting for a creation that may
+    # never end: its client is gone.
+    reading = asyncio.Event()
+    real_read = feed.history.read
+
+    async def swallowing_read(creation_id: str, *, after: int = 0) -> list[Event]:
+        reading.set()
+        with contextlib.suppress(asyncio.CancelledError):  # the bug: the cancel is lost
+            await asyncio.sleep(3600)
+        return await real_read(creation_id, after=after)
+
+    monkeypatch.setattr(feed.history, "read", swallowing_read)
+    await feed.publish(Event("c1", 1, EventKind.STARTED))  # started, never ends
+    follower = asyncio.create_task(collect(feed))
+    await asyncio.wait_for(reading.wait(), 5)
+    follower.cancel()
+    done, _ = await asyncio.wait({follower}, timeout=5)
+    assert follower in done, "the follower outlived its cancelled subscription"
+    assert follower.cancelled()
