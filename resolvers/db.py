@@ -28,10 +28,12 @@ def tortoise_config(
     (a network partition) must fail requests, not hang them."""
     url = _with_timeouts(db_url, command_timeout)
     connection: str | dict[str, Any] = url
-    if tracing.enabled() and db_url.startswith("postgres"):
-        # The dict form of the same URL, to hand asyncpg a per-connection `init` hook.
+    if db_url.startswith("postgres"):
+        # The dict form of the same URL, to hand asyncpg's pool our hooks.
         connection = expand_db_url(url)
-        connection["credentials"]["init"] = tracing.trace_queries
+        connection["credentials"]["reset"] = _keep_session
+        if tracing.enabled():
+            connection["credentials"]["init"] = tracing.trace_queries
     return {
         "connections": {"default": connection},
         "apps": {
@@ -44,6 +46,14 @@ def tortoise_config(
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+async def _keep_session(connection: Any) -> None:
+    """asyncpg pool `reset`: nothing more than asyncpg always does when a connection goes
+    back to the pool (roll back an open transaction, drop listeners). The default reset also
+    sends `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`: one more round trip
+    after every query made outside a transaction, to undo session state (advisory locks,
+    cursors, LISTEN, SET) this service never creates."""
 
 
 def _with_timeouts(db_url: str, command_timeout: float | None) -> str:
