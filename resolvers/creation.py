@@ -200,6 +200,14 @@ async def follow_creation(
     return _follow(creation, after, feed, queue, outputs)
 
 
+def follow_started(
+    creation: Creation, *, feed: Feed, queue: JobQueue, outputs: Outputs
+) -> AsyncGenerator[Event, None]:
+    """Every event of a creation the caller has just started: the row in hand is theirs, so
+    there is no second read of it on the way to the first token."""
+    return _follow(creation, 0, feed, queue, outputs)
+
+
 async def _follow(
     creation: Creation, after: int, feed: Feed, queue: JobQueue, outputs: Outputs
 ) -> AsyncGenerator[Event, None]:

@@ -16,6 +16,8 @@ from resolvers.bus import OVERFLOW, RESYNC, Bus
 from resolvers.events import Event, coalesce
 from resolvers.history import History
 
+PAGE = 512  # log entries per catch-up read
+
 
 class Feed:
     """The event log plus the bus: what producers write to and subscribers read from."""
@@ -47,20 +49,19 @@ class Feed:
         last = after
         async with self.bus.listen(keys.event_channel(creation_id)) as listener:
             while True:
-                caught_up = False
-                events = await self._catch_up(creation_id, last)
+                page = await self.history.read(creation_id, after=last, count=PAGE)
                 _raise_if_cancelled()
-                for event in events:
+                for event in coalesce(page):
                     yield event
                     last = event.seq
                     if event.terminal:
                         return
-                    caught_up = True
-                if caught_up:
-                    continue  # the log may hold more than one page
-                tail = await self.history.last_event(creation_id)
-                if tail is not None and tail.terminal:
-                    return  # the client already has the ending (after >= its seq)
+                if len(page) == PAGE:
+                    continue  # the log may hold more
+                if not page:
+                    tail = await self.history.last_event(creation_id)
+                    if tail is not None and tail.terminal:
+                        return  # the client already has the ending (after >= its seq)
                 while True:
                     message = await listener.get(timeout=self._poll)
                     _raise_if_cancelled()
@@ -77,9 +78,6 @@ class Feed:
                     last = event.seq
                     if event.terminal:
                         return
-
-    async def _catch_up(self, creation_id: str, after: int) -> list[Event]:
-        return coalesce(await self.history.read(creation_id, after=after))
 
 
 def _raise_if_cancelled() -> None:

@@ -21,7 +21,6 @@ from strawberry.tools import create_type
 from resolvers import audit
 from resolvers import creation as use_cases
 from resolvers.errors import CreationKingError
-from resolvers.scopes import tool_scope
 from resolvers.tools import TOOLS, Mode, Tool
 from schema.context import Info
 from schema.tool_results import document_enums
@@ -139,14 +138,8 @@ def _subscription(tool: Tool, input_type: type) -> Any:
                 await audit.record(ctx.principal, tool.name, outcome=exc.code, tool=tool.name)
                 raise
             audit.record_soon(ctx.principal, tool.name, tool=tool.name, object_ids=[str(row.id)])
-            events = await use_cases.follow_creation(
-                principal=ctx.user(),
-                creation_id=str(row.id),
-                after=0,
-                feed=ctx.core.feed,
-                queue=ctx.queue,
-                outputs=ctx.core.outputs,
-                scope=tool_scope(tool.name),  # streaming what one just started
+            events = use_cases.follow_started(
+                row, feed=ctx.core.feed, queue=ctx.queue, outputs=ctx.core.outputs
             )
             async with contextlib.aclosing(events):
                 async for event in events:

@@ -214,11 +214,11 @@ async def test_a_follower_stops_when_its_cancel_was_swallowed_by_a_read(
     reading = asyncio.Event()
     real_read = feed.history.read
 
-    async def swallowing_read(creation_id: str, *, after: int = 0) -> list[Event]:
+    async def swallowing_read(creation_id: str, *, after: int, count: int) -> list[Event]:
         reading.set()
         with contextlib.suppress(asyncio.CancelledError):  # the bug: the cancel is lost
             await asyncio.sleep(3600)
-        return await real_read(creation_id, after=after)
+        return await real_read(creation_id, after=after, count=count)
 
     monkeypatch.setattr(feed.history, "read", swallowing_read)
     await feed.publish(Event("c1", 1, EventKind.STARTED))  # started, never ends
