@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 
 from strawberry.dataloader import DataLoader
 
@@ -20,10 +21,14 @@ async def _creations(ids: Sequence[str]) -> list[Creation | None]:
 
 
 class Loaders:
-    """The loaders of one operation."""
+    """The loaders of one operation, each made on first use: most operations need none, and
+    every operation makes a `Loaders`. (No `DataLoader[K, V](...)` here: subscripting a
+    generic at run time costs more than the loader.)"""
 
-    def __init__(self) -> None:
-        self.user_by_id = DataLoader[str, User | None](load_fn=_users, max_batch_size=500)
-        self.creation_by_id = DataLoader[str, Creation | None](
-            load_fn=_creations, max_batch_size=500
-        )
+    @cached_property
+    def user_by_id(self) -> DataLoader[str, User | None]:
+        return DataLoader(load_fn=_users, max_batch_size=500)
+
+    @cached_property
+    def creation_by_id(self) -> DataLoader[str, Creation | None]:
+        return DataLoader(load_fn=_creations, max_batch_size=500)

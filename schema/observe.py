@@ -16,7 +16,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis import exceptions as redis_errors
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.tracing.utils import should_skip_tracing
@@ -73,13 +72,9 @@ def _request_id(scope: Scope) -> str:
 
 
 def _route(scope: Scope) -> str:
-    """The route template (`/uploads/{ticket}`), never the raw path: bounded labels."""
-    app = scope.get("app")
-    for route in getattr(getattr(app, "router", None), "routes", ()):
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", "other") or "other")
-    return "other"
+    """The route template (`/uploads/{ticket}`), never the raw path: bounded labels. The
+    router leaves the matched route in the scope; no route (a 404) is "other"."""
+    return str(getattr(scope.get("route"), "path", None) or "other")
 
 
 class OperationMetrics(SchemaExtension):
