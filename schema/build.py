@@ -22,6 +22,7 @@ from schema.audit import Audited, AuditQuery
 from schema.auth import AuthMutation, AuthQuery
 from schema.creations import CreationMutation, CreationQuery, CreationSubscription
 from schema.extensions import LoadersPerOperation, MaskUnexpectedErrors
+from schema.fanout import SharedEventExecutor
 from schema.guards import OperationShape
 from schema.lexicons import LexiconMutation, LexiconQuery
 from schema.observe import OperationMetrics, TraceOperations
@@ -78,6 +79,7 @@ def build_schema() -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         types=EVENT_TYPES,
+        execution_context_class=SharedEventExecutor,
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=2_000),
             lambda: AddValidationRules(_GUARD_RULES),

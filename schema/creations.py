@@ -11,8 +11,9 @@ import strawberry
 from resolvers import creation as use_cases
 from resolvers.tools import TOOLS
 from schema.context import Info
+from schema.fanout import shared_event
 from schema.types.creation import Creation, CreationConnection, CreationResult, result_of
-from schema.types.events import CreationEvent, from_event
+from schema.types.events import CreationEvent
 from schema.types.tools import Tool
 
 CreationId = Annotated[strawberry.ID, strawberry.argument(description="A creation's id.")]
@@ -101,4 +102,4 @@ class CreationSubscription:
             )
             async with contextlib.aclosing(events):
                 async for event in events:
-                    yield from_event(event)
+                    yield shared_event(event)

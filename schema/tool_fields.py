@@ -23,9 +23,10 @@ from resolvers import creation as use_cases
 from resolvers.errors import CreationKingError
 from resolvers.tools import TOOLS, Mode, Tool
 from schema.context import Info
+from schema.fanout import shared_event
 from schema.tool_results import document_enums
 from schema.types.creation import CreationResult, result_of
-from schema.types.events import CreationEvent, from_event
+from schema.types.events import CreationEvent
 
 WaitArg = Annotated[bool, strawberry.argument(description="Return only once it has finished.")]
 
@@ -143,7 +144,7 @@ def _subscription(tool: Tool, input_type: type) -> Any:
             )
             async with contextlib.aclosing(events):
                 async for event in events:
-                    yield from_event(event)
+                    yield shared_event(event)
 
     resolve.__annotations__ = {
         "info": Info,
