@@ -56,6 +56,13 @@ class MaskUnexpectedErrors(MaskErrors):
     def __init__(self) -> None:
         super().__init__(should_mask_error=_is_unexpected, error_message="Unexpected error.")
 
+    def _process_result(self, result: object) -> None:
+        # Not the base class's isinstance() against a runtime-checkable Protocol: that costs
+        # more than the rest of this hook, and it runs for every event of every subscriber.
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         reference = uuid.uuid4().hex[:12]
         if isinstance(error.original_error, _OUTAGES):
