@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
-from schema.cli import UVICORN_OPTIONS
+from schema.cli import UVICORN_OPTIONS, tune_gc
 
 
 @strawberry.type
@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8010)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
+    app = create_app()
+    tune_gc()  # as `creation-king serve` does: the same runtime, only the app differs
     uvicorn.run(
-        create_app(),
+        app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,

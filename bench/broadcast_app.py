@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from schema.cli import UVICORN_OPTIONS
+from schema.cli import UVICORN_OPTIONS, tune_gc
 
 READY = '{"type":"ready"}'  # the first message of every socket: it is registered
 QUEUE_SIZE = 256  # as resolvers.bus's listeners (CK_SUBSCRIBER_BUFFER's default)
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--channel", required=True)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
+    tune_gc()  # as `creation-king serve` does: the same runtime, only the app differs
     uvicorn.run(
         create_app(args.redis, args.channel),
         host=args.host,
