@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import lru_cache
 
 from resolvers import keys
 from resolvers.bus import OVERFLOW, RESYNC, Bus
@@ -69,7 +70,7 @@ class Feed:
                         await on_quiet(last)
                     if message is None or message in (RESYNC, OVERFLOW):
                         break  # re-read the log: we may have missed something
-                    event = Event.decode(message)
+                    event = _decoded(message)
                     if event.seq <= last:
                         continue
                     if event.seq != last + 1:
@@ -87,3 +88,10 @@ def _raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+@lru_cache(maxsize=256)
+def _decoded(message: str) -> Event:
+    """A live message, decoded once for all the followers of this process (they are handed
+    the same string; events are immutable)."""
+    return Event.decode(message)
