@@ -190,6 +190,7 @@ class Bus:
     """Process-wide pub/sub: one broadcaster subscription per channel, bounded fan-out."""
 
     def __init__(self, backend: BroadcastBackend, *, listener_maxsize: int = 256) -> None:
+        self._backend = backend
         self._broadcast = Broadcast(backend=backend)
         self._listener_maxsize = listener_maxsize
         self._channels: dict[str, _Channel] = {}
@@ -251,12 +252,21 @@ class Bus:
         self._handlers.append(asyncio.create_task(_run(), name=f"bus-handler:{channel}"))
 
     async def _pump(self, channel: str, state: _Channel) -> None:
-        async with self._broadcast.subscribe(channel) as subscriber:
-            state.ready.set()
-            while True:
-                event = await subscriber.get()
-                for listener in list(state.listeners):
-                    listener.offer(event.message)
+        try:
+            async with self._broadcast.subscribe(channel) as subscriber:
+                state.ready.set()
+                while True:
+                    event = await subscriber.get()
+                    for listener in list(state.listeners):
+                        listener.offer(event.message)
+        except KeyError:
+            # broadcaster 0.3.1 cancelled during a channel's first subscribe: its cleanup
+            # assumes the subscribe finished and raises KeyError in place of the
+            # CancelledError (a shutdown right after startup failed on it). Undo our half
+            # of the subscription and stay cancelled.
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                await self._backend.unsubscribe(channel)
+            raise asyncio.CancelledError from None
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:

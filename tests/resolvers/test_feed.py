@@ -228,3 +228,34 @@ async def test_a_follower_stops_when_its_cancel_was_swallowed_by_a_read(
     done, _ = await asyncio.wait({follower}, timeout=5)
     assert follower in done, "the follower outlived its cancelled subscription"
     assert follower.cancelled()
+
+
+async def test_a_listener_cancelled_during_its_first_subscribe_leaves_cleanly(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # broadcaster raised KeyError from its cleanup here, and a server whose startup failed
+    # right away (its port taken) could not shut down.
+    backend = ResilientRedisBackend(redis)
+    bus = Bus(backend)
+    await bus.start()
+    subscribing = asyncio.Event()
+    real_subscribe = backend.subscribe
+
+    async def slow_subscribe(channel: str) -> None:
+        subscribing.set()
+        await asyncio.sleep(3600)
+        await real_subscribe(channel)
+
+    monkeypatch.setattr(backend, "subscribe", slow_subscribe)
+
+    async def listen() -> None:
+        async with bus.listen("c-slow"):
+            pass
+
+    listening = asyncio.create_task(listen())
+    await asyncio.wait_for(subscribing.wait(), 5)
+    listening.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(listening, 5)
+    await asyncio.wait_for(bus.stop(), 5)  # no KeyError, no hang
+    assert "c-slow" not in backend._channels
