@@ -7,12 +7,6 @@ from pathlib import Path
 
 import strawberry
 from graphql import ASTValidationRule, GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    ValidationCache,
-)
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -21,11 +15,11 @@ from schema.apikeys import ApiKeyMutation, ApiKeyQuery
 from schema.audit import Audited, AuditQuery
 from schema.auth import AuthMutation, AuthQuery
 from schema.creations import CreationMutation, CreationQuery, CreationSubscription
-from schema.extensions import LoadersPerOperation, MaskUnexpectedErrors
+from schema.extensions import MaskUnexpectedErrors, OperationScope, PreparedOperations
 from schema.fanout import SharedEventExecutor
 from schema.guards import OperationShape
 from schema.lexicons import LexiconMutation, LexiconQuery
-from schema.observe import OperationMetrics, TraceOperations
+from schema.observe import TraceOperations
 from schema.presets import PresetMutation, PresetQuery
 from schema.tool_fields import build_tool_types
 from schema.types.events import EVENT_TYPES
@@ -34,9 +28,9 @@ from schema.uploads import UploadMutation, UploadQuery
 log = logging.getLogger(__name__)
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
-VALIDATION_CACHE_SIZE = 512
-# The rule classes are part of ValidationCache's key: the same list every time, so it hits.
-_GUARD_RULES: list[type[ASTValidationRule]] = [OperationShape]
+MAX_TOKENS = 2_000  # tokens in one GraphQL document, checked by the parser
+# The rule classes are part of the validation cache's key: the same tuple every time.
+_GUARD_RULES: tuple[type[ASTValidationRule], ...] = (OperationShape,)
 
 ToolMutation, ToolSubscription = build_tool_types()
 Query = merge_types(
@@ -81,12 +75,8 @@ def build_schema() -> strawberry.Schema:
         types=EVENT_TYPES,
         execution_context_class=SharedEventExecutor,
         extensions=[
-            lambda: MaxTokensLimiter(max_token_count=2_000),
-            lambda: AddValidationRules(_GUARD_RULES),
-            lambda: ParserCache(maxsize=512),
-            lambda: ValidationCache(maxsize=VALIDATION_CACHE_SIZE),
-            LoadersPerOperation,
-            OperationMetrics,
+            lambda: PreparedOperations(_GUARD_RULES, max_tokens=MAX_TOKENS),
+            OperationScope,
             *([TraceOperations] if tracing.enabled() else []),
             MaskUnexpectedErrors,
         ],

@@ -20,7 +20,7 @@ from resolvers.loaders import Loaders
 from resolvers.queue import JobQueue
 from resolvers.resources import Core
 
-# Set by the LoadersPerOperation extension: a websocket's context lives as long as the socket,
+# Set by the OperationScope extension: a websocket's context lives as long as the socket,
 # so loaders must not hang off it.
 current_loaders: contextvars.ContextVar[Loaders | None] = contextvars.ContextVar(
     "current_loaders", default=None

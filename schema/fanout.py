@@ -12,8 +12,8 @@ largest cost of fanning out (bench/README.md). So:
 Only events whose fields are pure data are shared: `CreationStarted`, `TokenDelta` and
 `Progress`. Terminal events resolve the finished creation through the subscriber's own
 context (loaders, principal) and run for each subscriber, once per stream. A result with
-errors is never reused. ParserCache makes every subscriber of one query string hold the same
-document, which is what makes the operation part of the key match.
+errors is never reused. The parse cache (schema/extensions.py) gives every subscriber of one
+query string the same document, which is what makes the operation part of the key match.
 """
 
 from __future__ import annotations

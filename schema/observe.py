@@ -22,7 +22,7 @@ from strawberry.extensions.tracing.utils import should_skip_tracing
 from strawberry.types import ExecutionContext
 
 from resolvers import keys, metrics, tracing
-from resolvers.logcontext import OPERATION, REQUEST_ID
+from resolvers.logcontext import REQUEST_ID
 from resolvers.resources import Core
 
 _MAX_REQUEST_ID = 64
@@ -77,26 +77,6 @@ def _route(scope: Scope) -> str:
     return str(getattr(scope.get("route"), "path", None) or "other")
 
 
-class OperationMetrics(SchemaExtension):
-    """GraphQL operation latency by type, root field and outcome; the operation name goes to
-    the log context."""
-
-    def on_operation(self) -> Iterator[None]:
-        context = self.execution_context
-        token = OPERATION.set(context.operation_name)
-        began = time.perf_counter()
-        try:
-            yield
-        finally:
-            with contextlib.suppress(ValueError):  # a stream closed by another task
-                OPERATION.reset(token)
-            errors = getattr(context.result, "errors", None)
-            kind, root = _kind_and_root(context)
-            metrics.OPERATION_SECONDS.labels(kind, root, "error" if errors else "ok").observe(
-                time.perf_counter() - began
-            )
-
-
 class TraceOperations(SchemaExtension):
     """One span per GraphQL operation (continuing the client's `traceparent`, if any) and
     one per resolver that does work; a root resolver's span is current while it runs, so its
@@ -121,7 +101,7 @@ class TraceOperations(SchemaExtension):
         try:
             yield
         finally:
-            kind, root = _kind_and_root(context)
+            kind, root = kind_and_root(context)
             self._operation.update_name(f"graphql.{kind} {root}")
             self._operation.set_attribute("graphql.operation.type", kind)
             self._operation.set_attribute("graphql.operation.name", context.operation_name or "")
@@ -151,7 +131,7 @@ class TraceOperations(SchemaExtension):
             return await result if isawaitable(result) else result
 
 
-def _kind_and_root(context: ExecutionContext) -> tuple[str, str]:
+def kind_and_root(context: ExecutionContext) -> tuple[str, str]:
     """The operation type and its first root field, when both are in the schema (labels
     must stay bounded: a client's unknown field names never become one)."""
     try:

@@ -359,7 +359,7 @@ FIXED_BUGS: tuple[KnownBug, ...] = (
         "loaders-token-reset-in-another-context",
         "a subscription's stream closed by another task than the one that ran it (the legacy "
         "graphql-ws handler's stop, the garbage collector's finaliser after an invalid "
-        "subscription there) raises ValueError: LoadersPerOperation.on_operation "
+        "subscription there) raises ValueError: OperationScope.on_operation "
         "(schema/extensions.py) resets its ContextVar token in a Context that did not make it; "
         "asyncio logs 'Task exception was never retrieved' (timing-dependent over a socket, "
         "so reproduced in-process by test_known_bug_loaders_reset_elsewhere)",

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from strawberry.extensions.validation_cache import _get_validate_cache
-
-from schema.build import VALIDATION_CACHE_SIZE, build_schema
+from schema.build import build_schema
+from schema.extensions import validate_cached
 
 
 async def test_validation_is_cached_across_operations() -> None:
     schema = build_schema()
-    cache = _get_validate_cache(VALIDATION_CACHE_SIZE)
+    cache = validate_cached
     query = "{ tools { name mode } __typename }"
     await schema.execute(query)
     hits = cache.cache_info().hits
