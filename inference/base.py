@@ -171,6 +171,12 @@ async def relayed(
     try:
         yield deltas()
     finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await close_stream(stream)
+
+
+async def close_stream(stream: object) -> None:
+    """Close an async iterator that can be closed (an async generator): its `finally`
+    blocks run now, so a model request stops however its consumer stopped."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from inference.base import Delta, Piece, Structured
+from inference.base import Delta, Piece, Structured, close_stream
 from resolvers.errors import Blocked
 from resolvers.guard.pii import Vault, anonymise_many
 from resolvers.guard.shield import Shield
@@ -81,9 +81,7 @@ async def restored(pieces: AsyncIterator[Piece], vault: Vault) -> AsyncIterator[
         if rest:
             yield Delta(rest, tokens=0)
     finally:
-        aclose = getattr(pieces, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await close_stream(pieces)
 
 
 def _restore(value: Any, vault: Vault) -> Any:

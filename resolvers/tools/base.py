@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from inference.base import Engine, Piece
+from inference.base import Engine, Piece, close_stream
 from resolvers.errors import InvalidInput
 from resolvers.guard.inputs import mask, restored
 from resolvers.settings import Settings
@@ -144,9 +144,7 @@ class Tool:
             async for piece in pieces:
                 yield piece
         finally:
-            aclose = getattr(pieces, "aclose", None)
-            if aclose is not None:  # close the model stream however the run stops
-                await aclose()
+            await close_stream(pieces)  # the model stream stops however the run stops
 
     def model(self, settings: Settings) -> str:
         """The model name this tool asks its backend for."""
