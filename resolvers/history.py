@@ -71,6 +71,10 @@ class History:
                     raise ServiceUnavailable("the event log is unreachable") from exc
                 await asyncio.sleep(pause)
 
+    async def holds(self, event: Event) -> bool:
+        """True if the log holds exactly `event` (a write whose answer was lost landed)."""
+        return await self._holds(keys.event_log(event.creation_id), event.seq, event.encode())
+
     async def _holds(self, log_key: str, seq: int, payload: str) -> bool:
         with _translated():
             entries = await self._redis.xrange(log_key, min=f"0-{seq}", max=f"0-{seq}")

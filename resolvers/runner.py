@@ -82,6 +82,7 @@ class _Run:
     pump: asyncio.Task[None] | None = None
     began: float = field(default_factory=time.monotonic)
     first_token: float | None = None
+    unconfirmed: Event | None = None  # written to the log, its answer not yet read
 
 
 class Runner:
@@ -115,8 +116,12 @@ class Runner:
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # one run's failure must not stop the shutdown (and the rest)
+                log.exception("a run failed while the server stopped")
 
     def choose(self, tool: str) -> tuple[Variant, str]:
         """A routing variant for a new creation, and the label of the backend it uses."""
@@ -337,6 +342,7 @@ class Runner:
     async def _finish(
         self, state: _Run, status: CreationStatus, code: str = "", message: str = ""
     ) -> None:
+        await self._confirm_interrupted_write(state)
         terminal_seq = state.seq + 1
         output, output_key = await self._outputs.keep(
             state.creation_id, await self._full_output(state)
@@ -386,8 +392,20 @@ class Runner:
     async def _emit(self, state: _Run, kind: EventKind, **fields: Any) -> None:
         # The seq moves only once the event is in the log: a failed write leaves no hole.
         event = Event(creation_id=state.creation_id, seq=state.seq + 1, kind=kind, **fields)
+        state.unconfirmed = event  # until the log says so: a cancel may cut the answer off
         await self._feed.publish(event)
         state.seq = event.seq
+        state.unconfirmed = None
+
+    async def _confirm_interrupted_write(self, state: _Run) -> None:
+        """A write cut off by a cancel may have landed: if it did, it is part of the run
+        (the ending must follow it, and its text belongs to the output)."""
+        event, state.unconfirmed = state.unconfirmed, None
+        if event is None or not await self._feed.history.holds(event):
+            return
+        state.seq = event.seq
+        if event.kind is EventKind.DELTA:
+            state.text.append(event.text)
 
     async def _resume_point(self, creation_id: str) -> tuple[int, str, float]:
         """(last seq, text streamed, last progress) of a creation started before."""

@@ -305,3 +305,50 @@ async def test_a_retry_that_cannot_reproduce_the_text_fails_instead_of_splicing(
     assert status is CreationStatus.FAILED
     assert [e.kind for e in events] == [EventKind.STARTED, EventKind.DELTA, EventKind.FAILED]
     assert creation.output == " other" and creation.error_code == "INTERRUPTED"
+
+
+@pytest.mark.parametrize(
+    ("how", "ending", "status"),
+    [
+        ("shutdown", EventKind.FAILED, CreationStatus.FAILED),
+        ("cancel", EventKind.CANCELLED, CreationStatus.CANCELLED),
+    ],
+)
+async def test_a_write_cut_off_by_a_cancel_is_kept_and_the_ending_follows_it(
+    settings: Settings, how: str, ending: EventKind, status: CreationStatus
+) -> None:
+    # A delta is in flight when the run is cancelled (the server stops, or the user
+    # cancels): Redis stored it, but the cancel came before its answer. The ending must
+    # follow it, not collide with its seq (that lost the ending, and on shutdown left the
+    # database open), and its text is part of the output.
+    async with core_with(settings, DevEngine(token_delay=0.001)) as core:
+        creation = await new_creation("cut", 400)
+        await Creation.filter(id=creation.id).update(status=CreationStatus.RUNNING)
+        creation.status = CreationStatus.RUNNING
+        history = core.feed.history
+        real_append = history.append
+        landed = asyncio.Event()
+
+        async def answer_lost(event: Event) -> None:
+            await real_append(event)
+            if event.kind is EventKind.DELTA and not landed.is_set():
+                landed.set()
+                await asyncio.sleep(3600)  # the answer never comes before the cancel
+
+        history.append = answer_lost  # type: ignore[method-assign]
+        core.runner.spawn(creation)
+        await asyncio.wait_for(landed.wait(), 10)
+        if how == "cancel":
+            await core.runner.request_cancel(str(creation.id))
+            for _ in range(200):
+                if (await logged(core, str(creation.id)))[-1].terminal:
+                    break
+                await asyncio.sleep(0.02)
+        await asyncio.wait_for(core.runner.stop(), 10)  # no StaleProducer escapes
+        events = await logged(core, str(creation.id))
+        await creation.refresh_from_db()
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert [e.kind for e in events] == [EventKind.STARTED, EventKind.DELTA, ending]
+    assert creation.status is status
+    assert creation.last_seq == events[-1].seq
+    assert creation.output == events[1].text != ""
