@@ -220,7 +220,7 @@ async def _follow(
         return
 
     async def on_quiet(_last: int) -> None:
-        await settle(creation_id, feed=feed, queue=queue)
+        await feed.once_per_poll(creation_id, lambda: settle(creation_id, feed=feed, queue=queue))
 
     async for event in feed.follow(creation_id, after=after, on_quiet=on_quiet):
         yield event

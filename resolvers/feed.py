@@ -18,6 +18,7 @@ from resolvers.events import Event, coalesce
 from resolvers.history import History
 
 PAGE = 512  # log entries per catch-up read
+_QUIET_CHECKS_KEPT = 1_024  # creations whose last quiet check is remembered, before pruning
 
 
 class Feed:
@@ -30,6 +31,30 @@ class Feed:
         self.bus = bus
         self.lease_seconds = lease_seconds
         self._poll = poll_seconds
+        self._quiet_checks: dict[str, tuple[float, asyncio.Future[None]]] = {}
+
+    async def once_per_poll(self, creation_id: str, check: Callable[[], Awaitable[None]]) -> None:
+        """Run `check` for a quiet creation at most once per poll interval in this process:
+        a thousand idle followers of one creation share one check (and its Postgres read)
+        instead of making a thousand. Followers arriving while it runs wait for it."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        ran = self._quiet_checks.get(creation_id)
+        if ran is not None and (not ran[1].done() or now - ran[0] < self._poll):
+            if not ran[1].done():
+                await asyncio.shield(ran[1])
+            return
+        if len(self._quiet_checks) > _QUIET_CHECKS_KEPT:
+            self._forget_old_checks(now)
+        running = asyncio.ensure_future(check())
+        running.add_done_callback(_retrieve)  # its caller may be gone when it fails
+        self._quiet_checks[creation_id] = (now, running)
+        await asyncio.shield(running)
+
+    def _forget_old_checks(self, now: float) -> None:
+        for creation_id, (began, check) in list(self._quiet_checks.items()):
+            if check.done() and now - began >= self._poll:
+                del self._quiet_checks[creation_id]
 
     async def publish(self, event: Event) -> None:
         """Append to the log and notify live followers (one Redis round trip)."""
@@ -95,3 +120,8 @@ def _decoded(message: str) -> Event:
     """A live message, decoded once for all the followers of this process (they are handed
     the same string; events are immutable)."""
     return Event.decode(message)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()

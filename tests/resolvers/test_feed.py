@@ -13,6 +13,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from resolvers.bus import RESYNC, Bus, ResilientRedisBackend
+from resolvers.errors import ServiceUnavailable
 from resolvers.events import Event, EventKind, coalesce
 from resolvers.feed import Feed
 from resolvers.history import History, StaleProducer
@@ -259,3 +260,36 @@ async def test_a_listener_cancelled_during_its_first_subscribe_leaves_cleanly(
         await asyncio.wait_for(listening, 5)
     await asyncio.wait_for(bus.stop(), 5)  # no KeyError, no hang
     assert "c-slow" not in backend._channels
+
+
+async def test_quiet_checks_of_one_creation_are_shared_per_poll_interval(feed: Feed) -> None:
+    # a thousand idle followers of one creation must not make a thousand checks per poll
+    ran: list[str] = []
+    release = asyncio.Event()
+
+    async def check(name: str) -> None:
+        ran.append(name)
+        await release.wait()
+
+    followers = [
+        asyncio.create_task(feed.once_per_poll("c1", lambda: check("c1"))) for _ in range(50)
+    ]
+    other = asyncio.create_task(feed.once_per_poll("c2", lambda: check("c2")))
+    await asyncio.sleep(0.05)
+    assert sorted(ran) == ["c1", "c2"]  # one check per creation, the rest wait for it
+    assert not any(f.done() for f in followers)
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*followers, other), 5)
+    await feed.once_per_poll("c1", lambda: check("c1"))  # within the interval: skipped
+    assert ran.count("c1") == 1
+    await asyncio.sleep(0.25)  # the feed's poll is 0.2 s
+    await feed.once_per_poll("c1", lambda: check("c1"))
+    assert ran.count("c1") == 2
+
+
+async def test_a_failing_quiet_check_reaches_its_caller(feed: Feed) -> None:
+    async def broken() -> None:
+        raise ServiceUnavailable("the database is down")
+
+    with pytest.raises(ServiceUnavailable):
+        await feed.once_per_poll("c3", broken)
