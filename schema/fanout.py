@@ -18,6 +18,7 @@ query string the same document, which is what makes the operation part of the ke
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Hashable
 from functools import lru_cache
@@ -50,7 +51,8 @@ def shared_event(event: Event) -> CreationEvent:
 class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's executor, executing a pure subscription event once per operation."""
 
-    _results: ClassVar[OrderedDict[_Key, tuple[object, object, ExecutionResult]]] = OrderedDict()
+    # (payload, operation, its result or the execution in flight)
+    _results: ClassVar[OrderedDict[_Key, tuple[object, object, Any]]] = OrderedDict()
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         payload = self.root_value
@@ -66,27 +68,35 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
         cached = self._results.get(key)
         # Ids are only unique among live objects: the entry holds both and must match them.
         if cached is not None and cached[0] is payload and cached[1] is self.operation:
-            return cached[2]
+            shared = cached[2]
+            return _shared(shared) if isinstance(shared, asyncio.Future) else shared
         result = super().execute_operation(serially)
         if isinstance(result, Awaitable):
-            return self._remember_later(key, payload, result)
-        self._remember(key, payload, result)
-        return result
-
-    async def _remember_later(
-        self, key: _Key, payload: object, pending: Awaitable[Any]
-    ) -> ExecutionResult:
-        result: ExecutionResult = await pending
-        self._remember(key, payload, result)
+            # Asynchronous (a resolve middleware, as when tracing): the subscribers woken by
+            # the same event run together, so they share the execution in flight.
+            pending = asyncio.ensure_future(result)
+            pending.add_done_callback(lambda done: self._forget_if_failed(key, done))
+            self._remember(key, payload, pending)
+            return _shared(pending)
+        if isinstance(result, ExecutionResult) and not result.errors:
+            self._remember(key, payload, result)
         return result
 
     def _remember(self, key: _Key, payload: object, result: Any) -> None:
-        if not isinstance(result, ExecutionResult) or result.errors:
-            return
         results = SharedEventExecutor._results
         results[key] = (payload, self.operation, result)
         if len(results) > SHARED_RESULTS:
             results.popitem(last=False)
+
+    def _forget_if_failed(self, key: _Key, done: asyncio.Future[Any]) -> None:
+        failed = done.cancelled() or done.exception() is not None or done.result().errors
+        if failed and key in self._results and self._results[key][2] is done:
+            del self._results[key]
+
+
+async def _shared(pending: asyncio.Future[Any]) -> Any:
+    # Shielded: one subscriber leaving must not cancel the execution the others wait for.
+    return await asyncio.shield(pending)
 
 
 def _frozen(values: dict[str, Any]) -> Hashable | None:

@@ -4,10 +4,14 @@ and nobody gets a result rendered for a different question."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from graphql import OperationType
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.util._once import Once
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from resolvers.events import Event, EventKind
@@ -45,8 +49,21 @@ async def _next_event(sock: Socket, op: str) -> dict[str, Any]:
             return event
 
 
+@pytest.fixture(params=["plain", "traced"])
+def execution(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Plain: execution is synchronous. Traced: a tracer provider is installed, so a resolve
+    middleware makes it asynchronous and subscribers woken together share it in flight."""
+    if request.param == "traced":
+        trace.set_tracer_provider(TracerProvider())
+    try:
+        yield request.param
+    finally:
+        trace._TRACER_PROVIDER_SET_ONCE = Once()  # opentelemetry's own test utils do this
+        trace._TRACER_PROVIDER = None
+
+
 async def test_equal_subscriptions_share_one_execution_per_event(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, execution: str
 ) -> None:
     executed: list[tuple[str, int]] = []
     real = StrawberryGraphQLCoreExecutionContext.execute_operation

@@ -58,6 +58,20 @@ class _Switch(Sampler):
         return "switch"
 
 
+def _uninstall() -> None:
+    # The API offers no uninstall; this is what opentelemetry's own test utils do.
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+
+
+@pytest.fixture(autouse=True)
+def no_provider_installed() -> Iterator[None]:
+    """Each test starts and ends with no provider (one may be left by CK_TRACING=true)."""
+    _uninstall()
+    yield
+    _uninstall()
+
+
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """An SDK tracer provider collecting spans in memory, installed for this test only."""
@@ -72,10 +86,6 @@ def spans() -> Iterator[InMemorySpanExporter]:
     finally:
         sampler.on = False
         provider.shutdown()
-        # The API offers no uninstall; this is what opentelemetry's own test utils do.
-        trace._TRACER_PROVIDER_SET_ONCE = Once()
-        trace._TRACER_PROVIDER = None
-        assert not tracing.enabled()
 
 
 async def _until_terminal(graphql: Any, creation_id: str, token: str) -> str:
@@ -212,8 +222,6 @@ async def test_tracing_is_off_without_the_setting_and_on_with_it(
         provider = trace.get_tracer_provider()
         if hasattr(provider, "shutdown"):
             provider.shutdown()  # no span was made: nothing to send
-        trace._TRACER_PROVIDER_SET_ONCE = Once()
-        trace._TRACER_PROVIDER = None
 
 
 def test_a_carrier_round_trips_and_garbage_starts_a_new_trace() -> None:
