@@ -8,7 +8,6 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import httpx
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -21,7 +20,7 @@ from opentelemetry.util._once import Once
 from resolvers import tracing
 from resolvers.logcontext import ContextFilter
 from resolvers.settings import Settings
-from tests.conftest import running_worker, serving
+from tests.conftest import GraphQLClient, running_worker, serving
 from tests.schema.test_subscriptions import START_WRITE
 
 pytestmark = pytest.mark.services
@@ -88,7 +87,20 @@ def spans() -> Iterator[InMemorySpanExporter]:
         provider.shutdown()
 
 
-async def _until_terminal(graphql: Any, creation_id: str, token: str) -> str:
+async def _start_traced(
+    graphql: GraphQLClient, mutation: str, input: dict[str, Any], token: str
+) -> dict[str, Any]:
+    """Start a creation from a client whose own span is CLIENT_SPAN of trace CLIENT_TRACE."""
+    response = await graphql.http.post(
+        graphql.url,
+        json={"query": mutation, "variables": {"input": input}},
+        headers={"Authorization": f"Bearer {token}", "traceparent": TRACEPARENT},
+    )
+    data: dict[str, Any] = response.json()["data"]
+    return dict(next(iter(data.values())))
+
+
+async def _until_terminal(graphql: GraphQLClient, creation_id: str, token: str) -> str:
     async with asyncio.timeout(30):
         while True:
             data = await graphql.query(STATUS, {"id": creation_id}, token=token)
@@ -120,15 +132,9 @@ async def test_a_worker_creation_is_one_trace_from_request_to_job(
 ) -> None:
     async with serving(settings) as (server, graphql, token):
         async with running_worker(server):
-            response = await graphql.http.post(
-                graphql.url,
-                json={
-                    "query": START_REPORT,
-                    "variables": {"input": {"topic": "tidal power", "sections": 2}},
-                },
-                headers={"Authorization": f"Bearer {token}", "traceparent": TRACEPARENT},
+            creation = await _start_traced(
+                graphql, START_REPORT, {"topic": "tidal power", "sections": 2}, token
             )
-            creation = response.json()["data"]["report"]
             assert creation["status"] == "QUEUED"
             assert await _until_terminal(graphql, creation["id"], token) == "COMPLETED"
         await asyncio.sleep(0.1)  # the last query's spans end after its response is sent
@@ -178,16 +184,9 @@ async def test_a_triton_call_is_a_client_span_under_the_run(
     spans: InMemorySpanExporter, settings: Settings, triton_url: str
 ) -> None:
     async with serving(settings, engine="triton", triton_url=triton_url) as (_, graphql, token):
-        async with httpx.AsyncClient(timeout=30) as http:
-            response = await http.post(
-                graphql.url,
-                json={
-                    "query": START_WRITE,
-                    "variables": {"input": {"prompt": "a lighthouse", "maxTokens": 16}},
-                },
-                headers={"Authorization": f"Bearer {token}", "traceparent": TRACEPARENT},
-            )
-        creation = response.json()["data"]["write"]
+        creation = await _start_traced(
+            graphql, START_WRITE, {"prompt": "a lighthouse", "maxTokens": 16}, token
+        )
         assert await _until_terminal(graphql, creation["id"], token) == "COMPLETED"
     ours = [s for s in spans.get_finished_spans() if s.context.trace_id == int(CLIENT_TRACE, 16)]
     resolver = _one(ours, "resolve Mutation.write")
