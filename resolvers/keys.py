@@ -58,3 +58,8 @@ def rate_bucket(subject: str) -> str:
 def token_quota(subject: str, period: str) -> str:
     """Model tokens a caller reserved in one quota period."""
     return f"{PREFIX}:quota:{{{subject}}}:{period}"
+
+
+def persisted_query(sha256: str) -> str:
+    """An automatic persisted query's text, by its SHA-256 (Apollo's APQ)."""
+    return f"{PREFIX}:apq:{sha256}"

@@ -10,8 +10,9 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from resolvers.routing import Variant
@@ -167,12 +168,53 @@ class Settings(BaseSettings):
     )
 
     allowed_origins: list[str] = Field(
-        default_factory=list, description="browser origins allowed to open websockets"
+        default_factory=list,
+        description="browser origins (`https://app.example.com`, scheme://host[:port]) allowed "
+        "to call the API: CORS for HTTP and the websocket origin check alike",
+    )
+    allow_loopback_origins: bool | None = Field(
+        None,
+        description="also allow pages on http(s)://localhost, 127.0.0.1 and [::1], any port; "
+        "unset = on except in production",
+    )
+    cors_max_age_seconds: int = Field(
+        600, ge=0, le=86_400, description="how long browsers may reuse a CORS preflight"
+    )
+    public_max_age_seconds: int = Field(
+        60,
+        ge=0,
+        le=3_600,
+        description="Cache-Control max-age of anonymous query answers over GET (a CDN may "
+        "share them); 0 = never cached. Signed-in answers are always private, no-store",
+    )
+    introspection: Literal["public", "signed-in", "off"] = Field(
+        "public",
+        description="who may run __schema/__type: anyone (partners' codegen needs it), only "
+        "signed-in callers, or nobody",
+    )
+    persisted_documents: Path | None = Field(
+        None,
+        description="trusted documents: an Apollo (apollo-persisted-query-manifest) or Relay "
+        "(id to text) JSON manifest; when set, only its operations run",
+    )
+    apq_ttl_seconds: int = Field(
+        86_400, ge=60, le=30 * 86_400, description="how long a registered APQ hash is kept"
     )
     max_subscriptions_per_connection: int = Field(20, ge=1, le=100)
     graphiql: bool | None = Field(
         None, description="serve GraphiQL on GET /graphql; unset = on except in production"
     )
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins_are_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+            if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+                raise ValueError(f"{origin!r}: an origin has no path, query or user")
+        return [origin.rstrip("/").lower() for origin in origins]
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -192,6 +234,13 @@ class Settings(BaseSettings):
     def graphiql_enabled(self) -> bool:
         """Whether GET /graphql serves the GraphiQL IDE."""
         return self.graphiql if self.graphiql is not None else self.env != "production"
+
+    @property
+    def loopback_origins_allowed(self) -> bool:
+        """Whether pages on localhost may call the API without being listed."""
+        if self.allow_loopback_origins is not None:
+            return self.allow_loopback_origins
+        return self.env != "production"
 
     @property
     def embedded_redis(self) -> bool:

@@ -27,8 +27,11 @@ from resolvers.queue import ArqQueue, InlineQueue, JobQueue, deserialize_job, se
 from resolvers.resources import Core, open_core
 from resolvers.settings import Settings
 from schema.build import build_schema
+from schema.documents import Documents, TrustedDocuments
+from schema.ide import ide_routes
 from schema.oauth import token_endpoint
 from schema.observe import RequestMetrics, metrics_endpoint
+from schema.origins import CORS, OriginPolicy
 from schema.uploads import receive_upload
 from schema.view import GraphQLView
 
@@ -83,14 +86,24 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
 
     # Before the schema and the clients are built: both look for an installed tracer.
     tracing.configure(enabled_by_settings=settings.tracing, service="creation-king-api")
+    trusted = None
+    if settings.persisted_documents is not None:
+        trusted = TrustedDocuments.load(settings.persisted_documents)
+    origins = OriginPolicy(settings.allowed_origins, loopback=settings.loopback_origins_allowed)
     view = GraphQLView(
-        build_schema(),
+        build_schema(settings.introspection, trusted),
+        documents=Documents(
+            trusted=trusted,
+            shared=not settings.embedded_redis,
+            ttl_seconds=settings.apq_ttl_seconds,
+        ),
+        origins=origins,
+        public_max_age=settings.public_max_age_seconds,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
         connection_init_wait_timeout=timedelta(seconds=10),
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
-        allowed_origins=settings.allowed_origins,
-        allow_queries_via_get=False,
+        allow_queries_via_get=True,
     )
     return Starlette(
         routes=[
@@ -101,8 +114,12 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
             Route("/healthz", _healthz),
             Route("/readyz", _readyz),
             Route("/metrics", metrics_endpoint),
+            *(ide_routes() if settings.graphiql_enabled else ()),
         ],
-        middleware=[Middleware(RequestMetrics)],
+        middleware=[
+            Middleware(RequestMetrics),
+            Middleware(CORS, policy=origins, max_age=settings.cors_max_age_seconds),
+        ],
         lifespan=lifespan,
     )
 

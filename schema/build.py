@@ -15,7 +15,14 @@ from schema.apikeys import ApiKeyMutation, ApiKeyQuery
 from schema.audit import Audited, AuditQuery
 from schema.auth import AuthMutation, AuthQuery
 from schema.creations import CreationMutation, CreationQuery, CreationSubscription
-from schema.extensions import MaskUnexpectedErrors, OperationScope, PreparedOperations
+from schema.documents import TrustedDocuments
+from schema.extensions import (
+    MAX_TOKENS,
+    Introspection,
+    MaskUnexpectedErrors,
+    OperationScope,
+    PreparedOperations,
+)
 from schema.fanout import SharedEventExecutor
 from schema.guards import OperationShape
 from schema.lexicons import LexiconMutation, LexiconQuery
@@ -28,7 +35,6 @@ from schema.uploads import UploadMutation, UploadQuery
 log = logging.getLogger(__name__)
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
-MAX_TOKENS = 2_000  # tokens in one GraphQL document, checked by the parser
 # The rule classes are part of the validation cache's key: the same tuple every time.
 _GUARD_RULES: tuple[type[ASTValidationRule], ...] = (OperationShape,)
 
@@ -65,9 +71,12 @@ class _Schema(strawberry.Schema):
             log.debug("operation error: %s", error.message)
 
 
-def build_schema() -> strawberry.Schema:
+def build_schema(
+    introspection: Introspection = "public", trusted: TrustedDocuments | None = None
+) -> strawberry.Schema:
     """The schema with its guards on; extensions are factories (one instance per operation).
-    Operations are traced when a tracer provider is installed (`resolvers.tracing`)."""
+    Operations are traced when a tracer provider is installed (`resolvers.tracing`).
+    `introspection` says who may introspect; with `trusted`, only its documents run."""
     return _Schema(
         query=Query,
         mutation=Mutation,
@@ -75,7 +84,9 @@ def build_schema() -> strawberry.Schema:
         types=EVENT_TYPES,
         execution_context_class=SharedEventExecutor,
         extensions=[
-            lambda: PreparedOperations(_GUARD_RULES, max_tokens=MAX_TOKENS),
+            lambda: PreparedOperations(
+                _GUARD_RULES, max_tokens=MAX_TOKENS, introspection=introspection, trusted=trusted
+            ),
             OperationScope,
             *([TraceOperations] if tracing.enabled() else []),
             MaskUnexpectedErrors,

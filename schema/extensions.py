@@ -9,11 +9,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from functools import lru_cache
+from typing import Literal, TypeAlias
 
 from asyncpg.exceptions import InterfaceError, PostgresConnectionError
-from graphql import ASTValidationRule, GraphQLError, parse
+from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, parse
 from redis import exceptions as redis_errors
 from strawberry.extensions import MaskErrors, SchemaExtension
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.schema.schema import validate_document
 from tortoise.exceptions import DBConnectionError
 
@@ -22,9 +24,12 @@ from resolvers.errors import CreationKingError
 from resolvers.loaders import Loaders
 from resolvers.logcontext import OPERATION
 from schema.context import current_loaders
+from schema.documents import TrustedDocuments
+from schema.guards import introspects
 from schema.observe import kind_and_root
 
 log = logging.getLogger("creation_king.graphql")
+Introspection: TypeAlias = Literal["public", "signed-in", "off"]
 # Failures of the services under us, not of our code: answered SERVICE_UNAVAILABLE.
 _OUTAGES = (
     DBConnectionError,
@@ -70,11 +75,22 @@ class OperationScope(SchemaExtension):
 class PreparedOperations(SchemaExtension):
     """Parsing and validation, each once per distinct document, with a cap on the document's
     tokens and our guard rules: strawberry's MaxTokensLimiter, AddValidationRules,
-    ParserCache and ValidationCache in one extension (see OperationScope for why one)."""
+    ParserCache and ValidationCache in one extension (see OperationScope for why one).
 
-    def __init__(self, rules: tuple[type[ASTValidationRule], ...], max_tokens: int) -> None:
+    It also holds, on every transport, who may introspect (`introspection`: public,
+    signed-in or off) and, in trusted-documents mode, that only listed documents run."""
+
+    def __init__(
+        self,
+        rules: tuple[type[ASTValidationRule], ...],
+        max_tokens: int,
+        introspection: Introspection = "public",
+        trusted: TrustedDocuments | None = None,
+    ) -> None:
         self._rules = rules
         self._max_tokens = max_tokens
+        self._introspection = introspection
+        self._trusted = trusted
 
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
@@ -88,17 +104,53 @@ class PreparedOperations(SchemaExtension):
         yield
 
     def on_validate(self) -> Iterator[None]:
+        # Refusals are validation errors, not exceptions: strawberry's streaming path (the
+        # websockets) lets an exception from a hook escape instead of answering with it.
         context = self.execution_context
-        context.pre_execution_errors = validate_cached(
+        errors, introspects = validate_cached(
             context.schema._schema, context.graphql_document, context.validation_rules
         )
+        if self._trusted is not None and not self._trusted.allows(context.query or ""):
+            errors = [
+                GraphQLError(
+                    "this server runs only its trusted documents; this one is not listed",
+                    extensions={"code": "QUERY_NOT_IN_SAFELIST"},
+                )
+            ]
+        elif not errors and introspects and not self._may_introspect():
+            errors = [self._introspection_refused()]
+        context.pre_execution_errors = errors
         yield
 
+    def _may_introspect(self) -> bool:
+        if self._introspection == "signed-in":
+            return getattr(self.execution_context.context, "principal", None) is not None
+        return self._introspection == "public"
 
+    def _introspection_refused(self) -> GraphQLError:
+        if self._introspection == "off":
+            return GraphQLError(
+                "introspection is off on this server (CK_INTROSPECTION=off)",
+                extensions={"code": "FORBIDDEN"},
+            )
+        return GraphQLError(
+            "introspection needs a signed-in caller on this server (CK_INTROSPECTION=signed-in)",
+            extensions={"code": "UNAUTHENTICATED"},
+        )
+
+
+MAX_TOKENS = 2_000  # tokens in one GraphQL document, checked by the parser
 PARSE_CACHE_SIZE = 512
 VALIDATION_CACHE_SIZE = 512
 parse_cached = lru_cache(maxsize=PARSE_CACHE_SIZE)(parse)
-validate_cached = lru_cache(maxsize=VALIDATION_CACHE_SIZE)(validate_document)
+
+
+@lru_cache(maxsize=VALIDATION_CACHE_SIZE)
+def validate_cached(
+    schema: GraphQLSchema, document: DocumentNode, rules: tuple[type[ASTValidationRule], ...]
+) -> tuple[list[GraphQLError], bool]:
+    """The document's validation errors, and whether it introspects (`__schema`, `__type`)."""
+    return validate_document(schema, document, rules), introspects(document)
 
 
 def _is_unexpected(error: GraphQLError) -> bool:
@@ -121,6 +173,15 @@ class MaskUnexpectedErrors(MaskErrors):
             result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        if isinstance(error.original_error, InvalidOperationTypeError):
+            # The legacy graphql-ws protocol runs subscriptions only: the client's mistake.
+            return GraphQLError(
+                f"this transport does not run {error.original_error.operation_type.value} "
+                "operations; send them over HTTP or graphql-transport-ws",
+                nodes=error.nodes,
+                path=error.path,
+                extensions={"code": "BAD_REQUEST"},
+            )
         reference = uuid.uuid4().hex[:12]
         if isinstance(error.original_error, _OUTAGES):
             # A backing service failed (database, Redis, network): retryable, not a bug.

@@ -10,7 +10,8 @@ import time
 import weakref
 from typing import Any
 
-from cross_web import HTTPException
+from cross_web import HTTPException, StarletteRequestAdapter
+from graphql import GraphQLError, get_operation_ast
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
@@ -18,12 +19,18 @@ from starlette.websockets import WebSocket, WebSocketState
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from resolvers.errors import NotAuthenticated, RateLimited, ServiceUnavailable
 from resolvers.logcontext import USER_ID
 from resolvers.queue import JobQueue
 from resolvers.resources import Core
 from schema.context import Context, rate_subject
+from schema.documents import Document, DocumentRefused, Documents
+from schema.extensions import MAX_TOKENS, parse_cached
+from schema.ide import ide_response
+from schema.origins import OriginPolicy
 
 _SUBSCRIPTION = re.compile(r"^\s*subscription\b", re.MULTILINE)
 MAX_BODY_BYTES = 1 << 20  # as the websocket frame limit; prompts are at most 8,000 characters
@@ -60,12 +67,81 @@ class _TooManyRequests(HTTPException):
         self.retry_after = exc.retry_after
 
 
+class _MethodNotAllowed(HTTPException):
+    """A mutation sent over GET: never executed."""
+
+
+_DOCUMENT_PARAMS = ("query", "extensions", "documentId", "doc_id", "id")
+_KINDS: dict[type, str] = {dict: "an object", str: "a string"}
+# Apollo Server's CSRF prevention: a request a page on another origin could send without a
+# CORS preflight is refused. Any of these headers forces a preflight (so does a credential:
+# neither header is CORS-safelisted), and so does a Content-Type other than these three.
+_SIMPLE_CONTENT_TYPES = frozenset(
+    {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}
+)
+_PREFLIGHT_HEADERS = (
+    "apollo-require-preflight",
+    "x-apollo-operation-name",
+    "authorization",
+    "x-api-key",
+)
+_CSRF_MESSAGE = (
+    "this request was blocked as a possible cross-site request forgery: send a Content-Type "
+    "such as application/json, or a non-empty Apollo-Require-Preflight header"
+)
+
+
+def _preflighted(headers: Any) -> bool:
+    """Whether a browser would have asked a CORS preflight before sending this request."""
+    content_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type and content_type not in _SIMPLE_CONTENT_TYPES:
+        return True
+    return any(headers.get(name) for name in _PREFLIGHT_HEADERS)
+
+
+def _operation_type(query: str, operation_name: object) -> OperationType | None:
+    """The type of the operation a document runs, if it parses and names one."""
+    try:
+        parsed = parse_cached(query, max_tokens=MAX_TOKENS)  # the same entry execution uses
+    except GraphQLError:
+        return None  # execution reports the syntax error
+    name = operation_name if isinstance(operation_name, str) else None
+    operation = get_operation_ast(parsed, name)
+    return OperationType(operation.operation.value) if operation is not None else None
+
+
+class _RequestAdapter(StarletteRequestAdapter):
+    @property
+    def request(self) -> Request:
+        """The Starlette request behind the adapter."""
+        return self._request
+
+
 class GraphQLView(GraphQL[Context, None]):
-    """Builds the typed context, authenticates sockets, answers bad requests in GraphQL shape."""
+    """Builds the typed context, authenticates sockets, answers bad requests in GraphQL shape,
+    and is the HTTP edge: CSRF prevention, GET for queries, APQ and trusted documents,
+    Cache-Control, and the websocket origin check."""
+
+    request_adapter_class = _RequestAdapter
 
     def _services(self, request: Request | WebSocket) -> tuple[Core, JobQueue]:
         state = request.app.state
         return state.core, state.queue
+
+    def __init__(
+        self,
+        *args: Any,
+        documents: Documents,
+        origins: OriginPolicy,
+        public_max_age: int,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._documents = documents
+        self._origins = origins
+        self._public_cache = (
+            f"public, max-age={public_max_age}" if public_max_age else "private, no-store"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,27 +161,107 @@ class GraphQLView(GraphQL[Context, None]):
                 429, exc.reason, code="RATE_LIMITED", retryAfter=exc.retry_after
             )
             response.headers["Retry-After"] = str(exc.retry_after)
+        except DocumentRefused as exc:
+            response = _error_response(exc.status, exc.message, code=exc.code)
+        except _MethodNotAllowed as exc:
+            response = _error_response(405, exc.reason, code="METHOD_NOT_ALLOWED")
+            response.headers["Allow"] = "POST"
         except HTTPException as exc:
             response = _error_response(exc.status_code, exc.reason)
+        if "cache-control" not in response.headers:
+            response.headers["Cache-Control"] = self._cache_control(request, response)
         await response(scope, receive, send)
 
+    def _cache_control(self, request: Request, response: Response) -> str:
+        """Anonymous query answers over GET may be shared (a CDN); nothing else is kept."""
+        state = request.state
+        public = (
+            request.method == "GET"
+            and response.status_code == 200
+            and getattr(state, "anonymous", False)
+            and getattr(state, "succeeded", False)
+        )
+        if not public:
+            return "private, no-store"
+        # The same URL answers differently with credentials: caches must key on them.
+        response.headers["Vary"] = ", ".join(
+            [*response.headers.getlist("Vary"), "Authorization", "X-API-Key"]
+        )
+        return self._public_cache
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A browser navigating here, not a GET naming a document by hash or id.
+        params = request.query_params
+        return (
+            request.method == "GET"
+            and not any(name in params for name in _DOCUMENT_PARAMS)
+            and "text/html" in request.headers.get("accept", "")
+        )
+
+    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
+        return self._origins.allows(origin)
+
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
-        if request.method == "POST":
-            body = await request.get_body()
-            try:
-                data = json.loads(body) if body else None
-            except (ValueError, RecursionError):  # also over 4,300-digit integers
-                raise HTTPException(400, "the request body is not valid JSON") from None
-            if not isinstance(data, dict):
-                raise HTTPException(400, "the request body must be a JSON object")
-            if not isinstance(data.get("query"), str):
-                raise HTTPException(400, "the request needs a `query` string")
-        parsed = await super().parse_http_body(request)
-        if isinstance(parsed, GraphQLRequestData) and not isinstance(parsed.query, str):
+        if not _preflighted(request.headers):
+            raise HTTPException(400, _CSRF_MESSAGE)
+        data = await self._request_data(request)
+        for name, kind in (("variables", dict), ("extensions", dict), ("operationName", str)):
+            if not isinstance(data.get(name), kind | None):
+                raise HTTPException(400, f"`{name}` must be {_KINDS[kind]} or null")
+        starlette_request: Request = request.request
+        core, _ = self._services(starlette_request)
+        document = await self._documents.document(data, core.redis)
+        if document.query is None:
             raise HTTPException(400, "the request needs a `query` string")
-        if isinstance(parsed, GraphQLRequestData) and _SUBSCRIPTION.search(parsed.query or ""):
+        if _SUBSCRIPTION.search(document.query):
             raise HTTPException(400, "subscriptions run over the websocket at /graphql")
-        return parsed
+        operation_name = data.get("operationName")
+        if request.method == "GET" and (
+            _operation_type(document.query, operation_name) is not OperationType.QUERY
+        ):
+            raise _MethodNotAllowed(405, "only queries run over GET; send mutations by POST")
+        starlette_request.state.document = document
+        return GraphQLRequestData(
+            query=document.query,
+            variables=data.get("variables"),
+            operation_name=data.get("operationName"),
+            extensions=data.get("extensions"),
+            protocol="http",
+        )
+
+    async def _request_data(self, request: Any) -> dict[str, Any]:
+        """The GET query string's or the POST body's fields."""
+        if request.method == "GET":
+            try:
+                return dict(self.parse_query_params(request.query_params))
+            except (ValueError, RecursionError):
+                raise HTTPException(400, "`variables` and `extensions` must be JSON") from None
+        content_type = (request.headers.get("content-type") or "").split(";")[0].strip()
+        if content_type.lower() != "application/json":
+            raise HTTPException(415, "send the request as application/json")
+        body = await request.get_body()
+        try:
+            data = json.loads(body) if body else None
+        except (ValueError, RecursionError):  # also over 4,300-digit integers
+            raise HTTPException(400, "the request body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise HTTPException(400, "the request body must be a JSON object")
+        return data
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> Any:
+        state = request.state
+        state.succeeded = not result.errors
+        document: Document | None = getattr(state, "document", None)
+        if document is not None and document.register and result.data is not None:
+            # It parsed, validated and ran: worth keeping under its hash.
+            core, _ = self._services(request)
+            assert document.query is not None
+            await self._documents.register(document.register, document.query, core.redis)
+        return await super().process_result(request, result)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL from this app's own pinned files (`schema/ide.py`), never a CDN."""
+        return ide_response(request)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None
@@ -123,6 +279,7 @@ class GraphQLView(GraphQL[Context, None]):
                 context.auth_error = exc
             if context.principal is not None:
                 USER_ID.set(context.principal.user_id)
+            request.state.anonymous = context.principal is None and context.auth_error is None
             try:
                 await core.rate.hit(rate_subject(context.principal, request))
             except RateLimited as exc:
