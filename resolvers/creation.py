@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import uuid
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from typing import Any
 
 from tortoise.expressions import Q
 
+from inference.base import Usage
 from resolvers import metrics, scopes
 from resolvers.auth import Principal, require_user
 from resolvers.cache import Cache, copy_of, request_key
@@ -35,6 +38,7 @@ from resolvers.runner import Runner
 from resolvers.tools import Mode, get_tool
 
 MAX_PAGE = 100
+_WHOLE_LOG = 1_000_000  # entries: a whole log (CK_EVENT_LOG_MAXLEN keeps 50,000 by default)
 
 
 @dataclass(frozen=True)
@@ -160,9 +164,21 @@ async def list_creations(
 
 
 async def cancel_creation(
-    *, principal: Principal | None, creation_id: str, runner: Runner, queue: JobQueue, feed: Feed
+    *,
+    principal: Principal | None,
+    creation_id: str,
+    runner: Runner,
+    queue: JobQueue,
+    feed: Feed,
+    outputs: Outputs,
 ) -> Creation:
-    """Stop a creation wherever it runs; it ends with `cancelled` and the usage so far."""
+    """Stop a creation wherever it runs; it ends with `cancelled` and the usage so far.
+
+    Answers the row once the cancel took effect: its producer saves the row before it writes
+    the terminal event, which is awaited for half a producer lease at most (long enough for a
+    producer that missed the control message to read the cancel flag on its next heartbeat,
+    every third of a lease). A row still running then is being cancelled (`cancel_pending`).
+    """
     creation = await get_creation(
         principal=principal, creation_id=creation_id, scope=scopes.CREATIONS_CANCEL
     )
@@ -179,8 +195,26 @@ async def cancel_creation(
         # The runner's signal stops the model mid-stream and still writes the terminal event;
         # an arq abort here could kill the job while it writes that event.
         await runner.request_cancel(str(creation.id))
+        await _until_ended(creation, feed.lease_seconds / 2, feed, queue, outputs)
     await creation.refresh_from_db()
     return creation
+
+
+async def cancel_pending(creation_id: str, *, feed: Feed) -> bool:
+    """True when a cancel was asked of a running creation: it ends soon, with `cancelled`
+    (or with the ending it reached first)."""
+    return await feed.history.cancel_flagged(creation_id)
+
+
+async def usage_so_far(creation_id: str, *, feed: Feed) -> Usage:
+    """What a creation that has not ended has spent so far, read from its event log: the
+    tokens of the text it has streamed and of the prompts behind them (the row gets its
+    usage when it ends). Once the log holds the ending, the ending's usage."""
+    events = await feed.history.read(creation_id, after=0, count=_WHOLE_LOG)
+    if events and events[-1].terminal:
+        return Usage(events[-1].prompt_tokens, events[-1].completion_tokens)
+    deltas = [e for e in events if e.kind is EventKind.DELTA]
+    return Usage(sum(e.prompt_tokens for e in deltas), sum(e.completion_tokens for e in deltas))
 
 
 async def follow_creation(
@@ -224,6 +258,18 @@ async def _follow(
 
     async for event in feed.follow(creation_id, after=after, on_quiet=on_quiet):
         yield event
+
+
+async def _until_ended(
+    creation: Creation, seconds: float, feed: Feed, queue: JobQueue, outputs: Outputs
+) -> None:
+    """Follow a creation's log until its terminal event, for `seconds` at most."""
+    after = await feed.history.last_seq(str(creation.id))
+    events = _follow(creation, after, feed, queue, outputs)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds), contextlib.aclosing(events):
+            async for _event in events:
+                pass
 
 
 def _from_row(creation: Creation, output: str) -> list[Event]:

@@ -30,7 +30,11 @@ class EventKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One entry of a creation's log. `first_seq` < `seq` only for coalesced deltas."""
+    """One entry of a creation's log. `first_seq` < `seq` only for coalesced deltas.
+
+    A delta's token counts are those of its text and of the prompts counted since the
+    previous delta; a terminal event's are the creation's totals.
+    """
 
     creation_id: str
     seq: int
@@ -104,6 +108,7 @@ def coalesce(events: list[Event]) -> list[Event]:
                 seq=event.seq,
                 kind=EventKind.DELTA,
                 text=last.text + event.text,
+                prompt_tokens=last.prompt_tokens + event.prompt_tokens,
                 completion_tokens=last.completion_tokens + event.completion_tokens,
                 first_seq=last.first_seq or last.seq,
             )

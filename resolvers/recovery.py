@@ -72,6 +72,7 @@ async def end_creation(creation_id: str, *, feed: Feed, code: str, message: str)
         error_code=code,
         error_message=message,
         output="".join(e.text for e in deltas),
+        prompt_tokens=sum(e.prompt_tokens for e in deltas),
         completion_tokens=sum(e.completion_tokens for e in deltas),
         last_seq=seq,
         finished_at=datetime.now(UTC),

@@ -67,6 +67,7 @@ class _Run:
     seq: int = 0
     text: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    prompt_streamed: int = 0  # prompt tokens already put on delta events
     pending: list[Delta] = field(default_factory=list)
     pending_tokens: int = 0
     last_flush: float = 0.0
@@ -330,7 +331,17 @@ class Runner:
                 return
         if not text:
             return  # a usage correction alone: counted in state.usage, nothing to stream
-        await self._emit(state, EventKind.DELTA, text=text, completion_tokens=max(tokens, 0))
+        # The prompt tokens counted since the last delta go with it: the log then tells what
+        # a running creation has spent so far (`resolvers.creation.usage_so_far`).
+        prompt = max(state.usage.prompt_tokens - state.prompt_streamed, 0)
+        await self._emit(
+            state,
+            EventKind.DELTA,
+            text=text,
+            prompt_tokens=prompt,
+            completion_tokens=max(tokens, 0),
+        )
+        state.prompt_streamed += prompt
         state.text.append(text)  # only what was sent: the stored output never holds more
         if state.first_token is None:
             state.first_token = time.monotonic()

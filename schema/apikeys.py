@@ -101,8 +101,11 @@ async def _key_result(
 
 @strawberry.type
 class ApiKeyQuery:
-    @strawberry.field(description="Your API keys, newest first. Needs a person's session.")
-    async def api_keys(self, info: Info) -> list[ApiKey]:
+    @strawberry.field(
+        description="Your API keys, newest first. Needs a person's session: null with an "
+        "UNAUTHENTICATED or FORBIDDEN error otherwise."
+    )
+    async def api_keys(self, info: Info) -> list[ApiKey] | None:
         rows = await use_cases.list_api_keys(principal=info.context.user())
         return [ApiKey.from_model(row) for row in rows]
 

@@ -111,7 +111,10 @@ class AuditFilter:
 
 @strawberry.type
 class AuditQuery:
-    @strawberry.field(description="The audit log, newest first. Admins only (FORBIDDEN otherwise).")
+    @strawberry.field(
+        description="The audit log, newest first. Admins only: null with a FORBIDDEN error "
+        "otherwise (UNAUTHENTICATED when signed out)."
+    )
     async def audit_log(
         self,
         info: Info,
@@ -120,7 +123,7 @@ class AuditQuery:
             str | None, strawberry.argument(description="endCursor of the previous page.")
         ] = None,
         where: Annotated[AuditFilter | None, strawberry.argument(description="Filters.")] = None,
-    ) -> AuditPage:
+    ) -> AuditPage | None:
         chosen = where or AuditFilter()
         page = await use_cases.list_entries(
             principal=info.context.user(),

@@ -26,9 +26,16 @@ from schema.types.user import User
 
 @strawberry.type
 class AuthQuery:
-    @strawberry.field(description="The signed-in user. Errors with UNAUTHENTICATED otherwise.")
-    async def me(self, info: Info) -> User:
-        principal = require_user(info.context.user())
+    @strawberry.field(
+        description="The signed-in user; null, with no error, for a request without "
+        "credentials. An invalid, expired or revoked credential makes it null with an "
+        "UNAUTHENTICATED error; the query's other fields are unaffected either way."
+    )
+    async def me(self, info: Info) -> User | None:
+        principal = info.context.user()
+        if principal is None:
+            return None
+        require_user(principal)  # an expired token is an error, not "signed out"
         row = await info.context.loaders.user_by_id.load(principal.user_id)
         if row is None:
             raise NotAuthenticated("this account no longer exists")

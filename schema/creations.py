@@ -25,12 +25,18 @@ class CreationQuery:
     def tools(self) -> list[Tool]:
         return [Tool.from_tool(tool) for tool in TOOLS.values()]
 
-    @strawberry.field(description="One of your creations. Errors with NOT_FOUND otherwise.")
-    async def creation(self, info: Info, id: CreationId) -> Creation:
+    @strawberry.field(
+        description="One of your creations; null with a NOT_FOUND error otherwise "
+        "(UNAUTHENTICATED when signed out). The query's other fields are unaffected."
+    )
+    async def creation(self, info: Info, id: CreationId) -> Creation | None:
         row = await use_cases.get_creation(principal=info.context.user(), creation_id=id)
         return Creation.from_model(row)
 
-    @strawberry.field(description="Your creations, newest first (an admin's: everyone's).")
+    @strawberry.field(
+        description="Your creations, newest first (an admin's: everyone's); null with an "
+        "UNAUTHENTICATED or FORBIDDEN error when the caller may not list them."
+    )
     async def creations(
         self,
         info: Info,
@@ -50,7 +56,7 @@ class CreationQuery:
                 "otherwise). FORBIDDEN for others."
             ),
         ] = None,
-    ) -> CreationConnection:
+    ) -> CreationConnection | None:
         page = await use_cases.list_creations(
             principal=info.context.user(), first=first, after=after, tool=tool, owner_id=owner_id
         )
@@ -61,7 +67,10 @@ class CreationQuery:
 class CreationMutation:
     @strawberry.mutation(
         description="Stop one of your creations wherever it runs; its stream ends with "
-        "CreationCancelled carrying the usage so far."
+        "CreationCancelled carrying the usage so far. Answers the creation once the cancel "
+        "took effect: CANCELLED with its final usage and output (or the ending it reached "
+        "first). It waits for that up to half a producer lease (5 s by default), then answers "
+        "CANCELLING."
     )
     async def cancel_creation(self, info: Info, id: CreationId) -> CreationResult:
         ctx = info.context
@@ -72,6 +81,7 @@ class CreationMutation:
                 runner=ctx.core.runner,
                 queue=ctx.queue,
                 feed=ctx.core.feed,
+                outputs=ctx.core.outputs,
             )
         )
 

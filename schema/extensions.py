@@ -27,6 +27,7 @@ from schema.context import current_loaders
 from schema.documents import TrustedDocuments
 from schema.guards import introspects
 from schema.observe import kind_and_root
+from schema.tool_inputs import api_path
 
 log = logging.getLogger("creation_king.graphql")
 Introspection: TypeAlias = Literal["public", "signed-in", "off"]
@@ -168,7 +169,8 @@ def _is_unexpected(error: GraphQLError) -> bool:
 
 
 class MaskUnexpectedErrors(MaskErrors):
-    """Hide unexpected errors behind a reference id; log them with the operation name."""
+    """Hide unexpected errors behind a reference id; log them with the operation name; name
+    input fields in expected errors as the API does."""
 
     def __init__(self) -> None:
         super().__init__(should_mask_error=_is_unexpected, error_message="Unexpected error.")
@@ -178,7 +180,14 @@ class MaskUnexpectedErrors(MaskErrors):
         # more than the rest of this hook, and it runs for every event of every subscriber.
         errors = getattr(result, "errors", None)
         if errors:
-            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+            errors = self._process_errors(errors)
+            for error in errors:
+                # An input error names its field as the API does (`maxTokens`), as the
+                # InvalidInputError union member does.
+                field = (error.extensions or {}).get("field")
+                if isinstance(field, str):
+                    error.extensions["field"] = api_path(field)  # type: ignore[index]
+            result.errors = errors  # type: ignore[attr-defined]
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         if isinstance(error.original_error, InvalidOperationTypeError):

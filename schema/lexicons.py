@@ -22,13 +22,19 @@ LexiconId = Annotated[strawberry.ID, strawberry.argument(description="A lexicon'
 
 @strawberry.type
 class LexiconQuery:
-    @strawberry.field(description="Your lexicons, by name.")
-    async def lexicons(self, info: Info) -> list[Lexicon]:
+    @strawberry.field(
+        description="Your lexicons, by name; null with an UNAUTHENTICATED or FORBIDDEN error "
+        "when the caller may not read them."
+    )
+    async def lexicons(self, info: Info) -> list[Lexicon] | None:
         rows = await use_cases.list_lexicons(principal=info.context.user())
         return [Lexicon.from_model(row) for row in rows]
 
-    @strawberry.field(description="One of your lexicons. Errors with NOT_FOUND otherwise.")
-    async def lexicon(self, info: Info, id: LexiconId) -> Lexicon:
+    @strawberry.field(
+        description="One of your lexicons; null with a NOT_FOUND error otherwise "
+        "(UNAUTHENTICATED when signed out)."
+    )
+    async def lexicon(self, info: Info, id: LexiconId) -> Lexicon | None:
         row = await use_cases.get_lexicon(principal=info.context.user(), lexicon_id=id)
         return Lexicon.from_model(row)
 

@@ -80,8 +80,11 @@ async def _result(
 
 @strawberry.type
 class PresetQuery:
-    @strawberry.field(description="Your saved presets of one kind, by name.")
-    async def presets(self, info: Info, kind: KindArg) -> list[Preset]:
+    @strawberry.field(
+        description="Your saved presets of one kind, by name; null with an UNAUTHENTICATED "
+        "or FORBIDDEN error when the caller may not read them."
+    )
+    async def presets(self, info: Info, kind: KindArg) -> list[Preset] | None:
         rows = await use_cases.list_presets(principal=info.context.user(), tool=str(kind.value))
         return [Preset.from_model(row) for row in rows]
 

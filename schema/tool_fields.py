@@ -24,6 +24,7 @@ from resolvers.errors import CreationKingError
 from resolvers.tools import TOOLS, Mode, Tool
 from schema.context import Info
 from schema.fanout import shared_event
+from schema.tool_inputs import input_type_name
 from schema.tool_results import document_enums
 from schema.types.creation import CreationResult, result_of
 from schema.types.events import CreationEvent
@@ -55,7 +56,7 @@ def _nested_inputs(model: type[BaseModel]) -> None:
 def _input_type(tool: Tool) -> type:
     document_enums(tool.enums)
     _nested_inputs(tool.input_model)
-    name = tool.name[0].upper() + tool.name[1:] + "Input"
+    name = input_type_name(tool.name)
     generated = type(name, (), {})
     return pydantic_input(
         model=tool.input_model, all_fields=True, name=name, description=tool.input_model.__doc__

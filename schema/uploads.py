@@ -112,12 +112,15 @@ CreateUploadResult = Annotated[
 
 @strawberry.type
 class UploadQuery:
-    @strawberry.field(description="One of your uploads. Errors with NOT_FOUND otherwise.")
+    @strawberry.field(
+        description="One of your uploads; null with a NOT_FOUND error otherwise "
+        "(UNAUTHENTICATED when signed out)."
+    )
     async def upload(
         self,
         info: Info,
         id: Annotated[strawberry.ID, strawberry.argument(description="The upload's id.")],
-    ) -> Upload:
+    ) -> Upload | None:
         row = await use_cases.get_upload(principal=info.context.user(), upload_id=id)
         return Upload.from_model(row)
 

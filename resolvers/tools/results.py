@@ -7,6 +7,12 @@ no structured result and are absent. `RESULT_ENUMS` documents the enums these mo
 the ones tool inputs already use (CodeLanguage, SocialPlatform, VideoPlatform) are
 documented by their tool. Larger tools' models live in `results_swot`, `results_tarot` and
 `results_video`.
+
+The types are members of one GraphQL union (`ToolDetails`), so a field name two members share
+must have one type in both: else a document selecting every member's fields fails
+validation (OverlappingFieldsCanBeMerged). Such a field gets its tool's prefix in the schema
+through `alias` (`socialPlatform`, `videoPlatform`), which strawberry takes as the GraphQL
+name, while `validation_alias` keeps the stored key.
 """
 
 from __future__ import annotations
@@ -109,7 +115,9 @@ class CodeResult(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    language: CodeLanguage = Field(description="The language asked for.")
+    language: CodeLanguage = Field(
+        alias="codeLanguage", validation_alias="language", description="The language asked for."
+    )
     code: str = Field(
         description="The code: the first fenced block tagged with the language, else the first "
         "fenced block, else the whole answer; without its fence lines."
@@ -153,7 +161,11 @@ class SocialPostResult(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    platform: SocialPlatform = Field(description="The platform the post was styled for.")
+    platform: SocialPlatform = Field(
+        alias="socialPlatform",
+        validation_alias="platform",
+        description="The platform the post was styled for.",
+    )
     title: str | None = Field(
         description=f"The title, at most the platform's title length ({_TITLE_LIMITS} "
         f"characters). Always set on {_platforms(TitleRule.REQUIRED)}; null on platforms "
@@ -214,7 +226,9 @@ class ImageCaptionResult(BaseModel):
 
     width: int = Field(ge=1, description="Width in pixels (first frame of a GIF).")
     height: int = Field(ge=1, description="Height in pixels.")
-    format: ImageFormat = Field(description="The image's file format.")
+    format: ImageFormat = Field(
+        alias="imageFormat", validation_alias="format", description="The image's file format."
+    )
     orientation: Orientation = Field(
         description=f"Square when the sides are within {SQUARE_TOLERANCE:.0%} of each other."
     )
@@ -256,15 +270,21 @@ class TranscribeResult(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     language: str | None = Field(
+        alias="audioLanguage",
+        validation_alias="language",
         description="The language asked for; null when the model detected it (the detected "
-        "language is not reported)."
+        "language is not reported).",
     )
     duration_seconds: float | None = Field(
         ge=0,
+        alias="audioDurationSeconds",
+        validation_alias="duration_seconds",
         description="Length in seconds from the headers; null when they do not tell it cheaply "
         "(MP3, some Ogg and M4A files).",
     )
-    format: AudioFormat = Field(description="The audio's file format.")
+    format: AudioFormat = Field(
+        alias="audioFormat", validation_alias="format", description="The audio's file format."
+    )
     text: str = Field(
         description="The transcript, trimmed; segments start with [mm:ss] when timestamps were "
         "asked for."

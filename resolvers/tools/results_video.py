@@ -58,16 +58,24 @@ class VideoScriptResult(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    platform: video.Platform = Field(description="The platform whose pacing was used.")
+    platform: video.Platform = Field(
+        alias="videoPlatform",
+        validation_alias="platform",
+        description="The platform whose pacing was used.",
+    )
     aspect_ratio: str = Field(description="Frame shape, `9:16` (vertical) or `16:9`.")
     duration_seconds: int = Field(
+        alias="videoDurationSeconds",
+        validation_alias="duration_seconds",
         ge=video.MIN_DURATION_SECONDS,
         le=video.MAX_DURATION_SECONDS,
         description="The video's length in whole seconds; the scenes add up to it exactly.",
     )
     language: str = Field(
+        alias="videoLanguage",
+        validation_alias="language",
         description="BCP 47 tag of the voice-over: the one asked for, else guessed from the "
-        "topic (ja, zh or en)."
+        "topic (ja, zh or en).",
     )
     unit: video.VoiceUnit = Field(description="What the scenes' words and budget count.")
     scenes: list[VideoScene] = Field(

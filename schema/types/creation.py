@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, cast
 import strawberry
 from strawberry.scalars import JSON
 
+from resolvers import creation as use_cases
 from resolvers import models
 from resolvers.creation import Page
 from resolvers.errors import CreationKingError
 from schema.context import Info
+from schema.tool_inputs import api_path, sent_input
 from schema.tool_results import ToolDetails, details_of
 from schema.types.errors import (
     AlreadyFinishedError,
@@ -38,6 +40,12 @@ else:
 class CreationStatus(Enum):
     QUEUED = strawberry.enum_value("QUEUED", description="Stored, waiting for a runner.")
     RUNNING = strawberry.enum_value("RUNNING", description="The model is generating.")
+    CANCELLING = strawberry.enum_value(
+        "CANCELLING",
+        description="Running, and a cancel was asked that its producer has not obeyed yet "
+        "(it does within seconds): it then ends CANCELLED, or with the ending it had reached "
+        "first. Seen only when the producer is slow to answer the cancel.",
+    )
     COMPLETED = strawberry.enum_value("COMPLETED", description="Finished; output is final.")
     FAILED = strawberry.enum_value("FAILED", description="Ended with an error; see errorCode.")
     CANCELLED = strawberry.enum_value("CANCELLED", description="Stopped on request.")
@@ -55,7 +63,9 @@ class Usage:
     "never recorded."
 )
 class MaskedValue:
-    field: str = strawberry.field(description="Input field (snake_case; `facts.2` in lists).")
+    field: str = strawberry.field(
+        description="Input field, as the API names it (`prompt`; `facts.2` in lists)."
+    )
     kind: str = strawberry.field(description="EMAIL, PHONE, CN_ID, BANK_CARD, IP or PERSON.")
     placeholder: str = strawberry.field(description="What the model saw, e.g. `[EMAIL_1]`.")
     count: int = strawberry.field(description="How often it occurs in the field.")
@@ -65,8 +75,6 @@ class MaskedValue:
 class Creation:
     id: strawberry.ID = strawberry.field(description="Stable creation id (UUID).")
     tool: str = strawberry.field(description="Name of the tool, as listed by Query.tools.")
-    status: CreationStatus = strawberry.field(description="Where the creation is now.")
-    input: JSON = strawberry.field(description="The validated, normalised input (snake_case).")
     result: JSON | None = strawberry.field(
         description="The structured result as plain JSON (snake_case keys), once finished; "
         "null for tools that make none.",
@@ -76,7 +84,6 @@ class Creation:
         description="Backend that generated it: `dev-engine` for the built-in deterministic "
         "engine, `triton` for real models."
     )
-    usage: Usage = strawberry.field(description="Tokens spent so far (final once ended).")
     error_code: str | None = strawberry.field(description="Why it failed, when FAILED.")
     error_message: str | None = strawberry.field(description="Failure details for humans.")
     created_at: datetime = strawberry.field(description="When it was requested (UTC).")
@@ -89,8 +96,42 @@ class Creation:
         description="Personal data masked in the input before any model saw it."
     )
     owner_id: strawberry.Private[str]
+    stored_status: strawberry.Private[CreationStatus]
+    stored_input: strawberry.Private[dict[str, Any]]
+    stored_usage: strawberry.Private[Usage]  # final once ended; 0 before
     inline_output: strawberry.Private[str]
     output_key: strawberry.Private[str | None]
+
+    @strawberry.field(
+        description="Where the creation is now (CANCELLING from a cancel until its producer stops)."
+    )
+    async def status(self, info: Info) -> CreationStatus:
+        if self.stored_status is CreationStatus.RUNNING and await use_cases.cancel_pending(
+            self.id, feed=info.context.core.feed
+        ):
+            return CreationStatus.CANCELLING
+        return self.stored_status
+
+    @strawberry.field(
+        description="The input as sent, in this API's names: the fields of the tool's input "
+        "type (`WriteInput` for write...) with camelCase keys, enum values by their names "
+        "(`STORY`), defaults filled in. A saved template or spread named by id "
+        "(templateId, spreadId) appears filled in; nothing else the server derived is "
+        "included."
+    )
+    def input(self, info: Info) -> JSON:
+        return cast(JSON, sent_input(info.schema, self.tool, self.stored_input))
+
+    @strawberry.field(
+        description="Tokens spent so far. While running: the tokens of the text streamed so "
+        "far and of the prompts behind it (a usage correction the model reports at the end "
+        "is not included yet). Final once ended. 0 while queued, and for a cached copy."
+    )
+    async def usage(self, info: Info) -> Usage:
+        if self.stored_status is not CreationStatus.RUNNING:
+            return self.stored_usage
+        spent = await use_cases.usage_so_far(self.id, feed=info.context.core.feed)
+        return Usage(prompt_tokens=spent.prompt_tokens, completion_tokens=spent.completion_tokens)
 
     @strawberry.field(
         description="The generated text: complete once COMPLETED, the part made so far when "
@@ -120,19 +161,24 @@ class Creation:
         return cls(
             id=strawberry.ID(str(row.id)),
             tool=row.tool,
-            status=CreationStatus(row.status.value),
-            input=cast(JSON, row.input),
+            stored_status=CreationStatus(row.status.value),
+            stored_input=row.input,
             inline_output=row.output,
             output_key=row.output_key,
             result=cast(JSON, row.result),
             model=row.model,
-            usage=Usage(prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens),
+            stored_usage=Usage(
+                prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens
+            ),
             error_code=row.error_code,
             error_message=row.error_message,
             created_at=row.created_at,
             finished_at=row.finished_at,
             cached=row.source_id is not None,
-            masked=[MaskedValue(**item) for item in row.masked or []],
+            masked=[
+                MaskedValue(**{**item, "field": api_path(item["field"])})
+                for item in row.masked or []
+            ],
             owner_id=str(row.owner_id),
         )
 

@@ -8,6 +8,7 @@ from typing import TypeVar, overload
 import strawberry
 
 from resolvers import errors
+from schema.tool_inputs import api_path
 
 
 @strawberry.enum(description="Stable machine-readable error codes.")
@@ -55,7 +56,8 @@ class Error:
 @strawberry.type(description="The input was rejected; nothing was stored.")
 class InvalidInputError(Error):
     field: str | None = strawberry.field(
-        description="The input field at fault (snake_case path), when one is."
+        description="The input field at fault, as the API names it (`lexiconId`; `facts.2` "
+        "in lists), when one is."
     )
 
 
@@ -101,7 +103,8 @@ def from_exception(exc: errors.CreationKingError) -> ErrorType:
     """The schema type of a domain error."""
     code = ErrorCode(exc.code)
     if isinstance(exc, errors.InvalidInput):
-        return InvalidInputError(code=code, message=exc.message, field=exc.field)
+        field = api_path(exc.field) if exc.field is not None else None
+        return InvalidInputError(code=code, message=exc.message, field=field)
     if isinstance(
         exc,
         errors.NotAuthenticated | errors.InvalidCredentials | errors.EmailTaken | errors.Forbidden,

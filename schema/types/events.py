@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 
 from resolvers.events import Event, EventKind
@@ -14,6 +16,12 @@ from schema.types.creation import Creation, Usage
     "terminal event: CreationCompleted, CreationFailed or CreationCancelled."
 )
 class CreationEvent:
+    id: strawberry.ID = strawberry.field(
+        description="Stable identity of this event, so normalised caches (Apollo, urql) can "
+        "key it: `<creationId>:<seq>`, or `<creationId>:<firstSeq>-<seq>` for a TokenDelta "
+        "merging several log entries. The same id always names the same log entries; unique "
+        "among all creations' events."
+    )
     creation_id: strawberry.ID = strawberry.field(description="The creation this belongs to.")
     seq: int = strawberry.field(
         description="Position in the creation's log (1, 2, 3...). Resume with "
@@ -41,16 +49,22 @@ class Progress(CreationEvent):
     stage: str = strawberry.field(description="What is being worked on now.")
 
 
+async def _ended(root: CreationEvent, info: Info) -> Creation:
+    # The producer saves the row before it writes the terminal event: this is its ending.
+    row = await info.context.loaders.creation_by_id.load(str(root.creation_id))
+    if row is None:
+        raise LookupError(f"creation {root.creation_id} vanished")
+    return Creation.from_model(row)
+
+
 @strawberry.type(description="Terminal: the creation finished; its output is final.")
 class CreationCompleted(CreationEvent):
     usage: Usage = strawberry.field(description="Tokens spent in total.")
-
-    @strawberry.field(description="The finished creation.")
-    async def creation(self, info: Info) -> Creation:
-        row = await info.context.loaders.creation_by_id.load(str(self.creation_id))
-        if row is None:
-            raise LookupError(f"creation {self.creation_id} vanished")
-        return Creation.from_model(row)
+    creation: Creation = strawberry.field(
+        resolver=_ended,
+        description="The finished creation (status COMPLETED, final usage, output and "
+        "details), to update a cached copy without a refetch.",
+    )
 
 
 @strawberry.type(description="Terminal: the creation failed.")
@@ -61,11 +75,21 @@ class CreationFailed(CreationEvent):
     )
     message: str = strawberry.field(description="Details for humans.")
     usage: Usage = strawberry.field(description="Tokens spent before the failure.")
+    creation: Creation = strawberry.field(
+        resolver=_ended,
+        description="The failed creation (status FAILED, errorCode, the usage and the output "
+        "made before the failure), to update a cached copy without a refetch.",
+    )
 
 
 @strawberry.type(description="Terminal: the creation was cancelled on request.")
 class CreationCancelled(CreationEvent):
     usage: Usage = strawberry.field(description="Tokens spent until the model stopped.")
+    creation: Creation = strawberry.field(
+        resolver=_ended,
+        description="The cancelled creation (status CANCELLED, the usage and the output made "
+        "until the model stopped), to update a cached copy without a refetch.",
+    )
 
 
 EVENT_TYPES = (
@@ -80,22 +104,24 @@ EVENT_TYPES = (
 
 def from_event(event: Event) -> CreationEvent:
     """The schema type of a log entry."""
-    cid, seq = strawberry.ID(event.creation_id), event.seq
+    seq, first = event.seq, event.first_seq or event.seq
+    span = str(seq) if first == seq else f"{first}-{seq}"
+    common: dict[str, Any] = {
+        "id": strawberry.ID(f"{event.creation_id}:{span}"),
+        "creation_id": strawberry.ID(event.creation_id),
+        "seq": seq,
+    }
     usage = Usage(prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens)
     match event.kind:
         case EventKind.STARTED:
-            return CreationStarted(creation_id=cid, seq=seq, model=event.model)
+            return CreationStarted(**common, model=event.model)
         case EventKind.DELTA:
-            return TokenDelta(
-                creation_id=cid, seq=seq, text=event.text, first_seq=event.first_seq or seq
-            )
+            return TokenDelta(**common, text=event.text, first_seq=first)
         case EventKind.PROGRESS:
-            return Progress(creation_id=cid, seq=seq, fraction=event.fraction, stage=event.stage)
+            return Progress(**common, fraction=event.fraction, stage=event.stage)
         case EventKind.COMPLETED:
-            return CreationCompleted(creation_id=cid, seq=seq, usage=usage)
+            return CreationCompleted(**common, usage=usage)
         case EventKind.FAILED:
-            return CreationFailed(
-                creation_id=cid, seq=seq, code=event.code, message=event.message, usage=usage
-            )
+            return CreationFailed(**common, code=event.code, message=event.message, usage=usage)
         case EventKind.CANCELLED:
-            return CreationCancelled(creation_id=cid, seq=seq, usage=usage)
+            return CreationCancelled(**common, usage=usage)

@@ -122,6 +122,7 @@ async def test_cancelling_a_copy_leaves_the_shared_run_alone(settings: Settings)
             runner=core.runner,
             queue=NO_JOBS,
             feed=core.feed,
+            outputs=core.outputs,
         )
         copy_log = await events(core, principal, copy)
         source_log = await events(core, principal, source)

@@ -151,7 +151,7 @@ async def test_the_bus_reconnects_after_redis_drops_it_mid_stream(feed: Feed, re
 def test_coalesce_merges_runs_of_deltas_only() -> None:
     events = [
         Event("c", 1, EventKind.STARTED),
-        delta(2, "a", "c"),
+        Event("c", 2, EventKind.DELTA, text="a", prompt_tokens=5, completion_tokens=1),
         delta(3, "b", "c"),
         Event("c", 4, EventKind.PROGRESS, fraction=0.5),
         delta(5, "c", "c"),
@@ -163,7 +163,7 @@ def test_coalesce_merges_runs_of_deltas_only() -> None:
         (EventKind.PROGRESS, 4, 0, ""),
         (EventKind.DELTA, 5, 0, "c"),
     ]
-    assert merged[1].completion_tokens == 2
+    assert (merged[1].prompt_tokens, merged[1].completion_tokens) == (5, 2)
 
 
 def test_event_codec_round_trips_and_rejects_garbage() -> None:

@@ -12,7 +12,7 @@ import pytest
 from inference.base import Completion, Delta, GenerationRequest, ModelUnavailable, collect
 from inference.dev import DevEngine
 from resolvers.auth import Principal
-from resolvers.creation import follow_creation
+from resolvers.creation import follow_creation, usage_so_far
 from resolvers.errors import ServiceUnavailable
 from resolvers.events import Event, EventKind
 from resolvers.models import Creation, CreationStatus, User
@@ -135,6 +135,26 @@ async def test_a_retried_job_does_not_repeat_text(settings: Settings) -> None:
     text = "".join(e.text for e in events if e.kind is EventKind.DELTA)
     assert len(text.split()) == 60
     assert creation.output == text and creation.status is CreationStatus.COMPLETED
+
+
+async def test_the_deltas_in_the_log_add_up_to_the_usage_so_far(settings: Settings) -> None:
+    async with core_with(settings, DevEngine(token_delay=0)) as core:
+        creation = await new_creation("count my prompt", 40)
+        cid = str(creation.id)
+        assert await core.runner.run(cid) is CreationStatus.COMPLETED
+        events = await logged(core, cid)
+        running = await usage_so_far(cid, feed=core.feed)
+        await creation.refresh_from_db()
+    # the prompt's tokens travel with the first delta, each delta's text with its own
+    deltas = [e for e in events if e.kind is EventKind.DELTA]
+    assert deltas[0].prompt_tokens == creation.prompt_tokens > 0
+    assert sum(e.prompt_tokens for e in deltas) == creation.prompt_tokens
+    assert sum(e.completion_tokens for e in deltas) == creation.completion_tokens == 40
+    # once ended, what the log says it spent is the ending's usage
+    assert (running.prompt_tokens, running.completion_tokens) == (
+        creation.prompt_tokens,
+        creation.completion_tokens,
+    )
 
 
 async def test_a_finished_creation_is_not_run_twice(settings: Settings) -> None:

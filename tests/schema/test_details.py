@@ -70,7 +70,7 @@ async def test_a_swot_is_typed_per_quadrant(client: GraphQLClient, token: str) -
         (
             "socialPost",
             {"platform": "WEIBO", "topic": "city cycling", "hashtags": ["骑行"]},
-            "... on SocialPostResult { platform text length limit hashtags loraAdapter }",
+            "... on SocialPostResult { socialPlatform text length limit hashtags loraAdapter }",
             "SocialPostResult",
             {"text": "text", "length": "length", "limit": "limit", "loraAdapter": "lora_adapter"},
         ),

@@ -74,8 +74,8 @@ async def test_bad_lexicons_are_refused_and_nothing_is_stored(
         (lexicon(entries=[{"source": " ", "target": "x"}]), "entries.0.source"),
         (lexicon(entries=[*TERMS, {"source": "MODEL", "target": "型"}]), "entries.2"),
         (lexicon(entries=[{"source": "a" * 201, "target": "x"}]), "entries.0.source"),
-        (lexicon(sourceLang="english"), "source_lang"),
-        (lexicon(targetLang="en"), "target_lang"),
+        (lexicon(sourceLang="english"), "sourceLang"),
+        (lexicon(targetLang="en"), "targetLang"),
         (lexicon(name=""), "name"),
         (lexicon(entries=[{"source": "nul\x00", "target": "x"}]), "entries.0.source"),
     ]

@@ -92,7 +92,7 @@ async def test_video_script_refuses_a_duration_the_platform_cannot_take(
         await sock.subscribe(query, {"input": tool_input})
         message = await sock.receive()
     errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
-    assert errors[0]["extensions"] == {"code": "INVALID_INPUT", "field": "duration_seconds"}
+    assert errors[0]["extensions"] == {"code": "INVALID_INPUT", "field": "durationSeconds"}
 
 
 async def test_social_post_fits_the_platform(server: Server, token: str) -> None:
@@ -268,9 +268,9 @@ async def test_transcribe_without_a_speech_model_is_a_typed_failure(
 @pytest.mark.parametrize(
     ("tool", "input_type", "tool_input", "field"),
     [
-        ("imageCaption", "ImageCaptionInput", {"imageBase64": "not base64!!"}, "image_base64"),
-        ("imageCaption", "ImageCaptionInput", {"imageBase64": "aGVsbG8gd29ybGQ="}, "image_base64"),
-        ("transcribe", "TranscribeInput", {"audioBase64": "aGVsbG8gd29ybGQ="}, "audio_base64"),
+        ("imageCaption", "ImageCaptionInput", {"imageBase64": "not base64!!"}, "imageBase64"),
+        ("imageCaption", "ImageCaptionInput", {"imageBase64": "aGVsbG8gd29ybGQ="}, "imageBase64"),
+        ("transcribe", "TranscribeInput", {"audioBase64": "aGVsbG8gd29ybGQ="}, "audioBase64"),
     ],
 )
 async def test_bad_media_is_refused_before_anything_runs(  # noqa: PLR0917 (parametrized)

@@ -155,10 +155,10 @@ async def test_corrupt_or_unsupported_audio_is_a_typed_invalid_input(
     # then both refuse it as INVALID_INPUT on the audio field, and nothing was stored
     result = started["transcribe"]
     assert result["__typename"] == "InvalidInputError", result
-    assert (result["code"], result["field"]) == ("INVALID_INPUT", "audio_base64")
+    assert (result["code"], result["field"]) == ("INVALID_INPUT", "audioBase64")
     assert reason in result["message"]
     errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
-    assert errors[0]["extensions"] == {"code": "INVALID_INPUT", "field": "audio_base64"}
+    assert errors[0]["extensions"] == {"code": "INVALID_INPUT", "field": "audioBase64"}
     assert listed["creations"]["edges"] == []
 
 
