@@ -27,11 +27,12 @@ test: $(VENV)/.stamp-test
 	@bash tests/triton/setup.sh || echo "make test: no local Triton; its tests will skip (CI requires it)"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## Lint, format check and strict typing.
+## Lint, format check, strict typing, and the schema contract (no unintended breaking change).
 check: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/creation-king check-schema
 
 fmt: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff format .

@@ -1,4 +1,5 @@
-"""`creation-king`: serve, worker, migrate, export-schema, token. A composition root."""
+"""`creation-king`: serve, worker, migrate, export-schema, check-schema, token. A composition
+root."""
 
 from __future__ import annotations
 
@@ -111,6 +112,27 @@ def _export_schema(args: argparse.Namespace) -> None:
     print(f"wrote {target}", flush=True)
 
 
+def _check_schema(args: argparse.Namespace) -> None:
+    from schema import contract
+    from schema.build import SDL_PATH, export_sdl
+
+    sdl = export_sdl()
+    if SDL_PATH.read_text() != sdl:
+        sys.exit("schema/schema.graphql is stale: run `creation-king export-schema`")
+    if args.release:
+        contract.release(sdl)
+        print(f"released: {contract.RELEASED_PATH} is now the contract", flush=True)
+        return
+    unintended = contract.unintended_changes(sdl)
+    if unintended:
+        listed = "\n  ".join(unintended)
+        sys.exit(
+            f"breaking changes against {contract.RELEASED_PATH.name}:\n  {listed}\n"
+            f"If intended, list each line in {contract.INTENDED_PATH} with the reason."
+        )
+    print("schema: no unintended breaking change against the released SDL", flush=True)
+
+
 def _token(args: argparse.Namespace) -> None:
     from resolvers import db
     from resolvers.models import Role, User
@@ -163,6 +185,14 @@ def main(argv: list[str] | None = None) -> None:
     export.add_argument("--output", help="another file to write")
     export.add_argument("--stdout", action="store_true", help="print instead of writing")
     export.set_defaults(run=_export_schema)
+
+    check = commands.add_parser(
+        "check-schema", help="fail on breaking changes against schema/released.graphql"
+    )
+    check.add_argument(
+        "--release", action="store_true", help="make the current SDL the released contract"
+    )
+    check.set_defaults(run=_check_schema)
 
     token = commands.add_parser("token", help="mint an access token (development)")
     token.add_argument("email")
