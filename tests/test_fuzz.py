@@ -82,6 +82,7 @@ REQUEST_ERROR = re.compile(
     r"|This anonymous operation must be the only|Must provide |(Anonymous )?Subscription.* must "
     r"|\d+ aliases found|'[^']*' exceeds maximum operation depth|Token limit"
     r"|'[^']*' selects \d+ fields once fragments are expanded"
+    r"|'[^']*' introspects \d+ levels deep|'[^']*' selects \d+ introspection fields"
     r"|Document contains more than|Variable values are nested too deeply"
     r"|Maximum introspection depth exceeded|Validation aborted"
 )
