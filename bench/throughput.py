@@ -91,9 +91,14 @@ async def drive(
     duration_s: float,
     server_pids: Sequence[int],
     helper_pids: Callable[[], Awaitable[Sequence[int]]] | None = None,
+    payload: dict[str, Any] | None = None,
+    get: bool = False,
 ) -> LoadResult:
-    """Run the closed loop and return the measured window's figures."""
-    body = json.dumps({"query": query}).encode()
+    """Run the closed loop and return the measured window's figures. Each request POSTs
+    `payload` (default `{"query": query}`) as JSON, or sends it as GET parameters (`get`)."""
+    fields = payload if payload is not None else {"query": query}
+    body = json.dumps(fields).encode()
+    params = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
     headers = {"content-type": "application/json"}
     if token:
         headers["authorization"] = f"Bearer {token}"
@@ -110,7 +115,10 @@ async def drive(
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
         ) as http:
             while (sent := time.perf_counter()) < window_end:
-                response = await http.post("/graphql", content=body)
+                if get:
+                    response = await http.get("/graphql", params=params)
+                else:
+                    response = await http.post("/graphql", content=body)
                 done = time.perf_counter()
                 if not window_start <= done <= window_end:
                     continue
