@@ -26,6 +26,8 @@ import {
   newEmail,
   recordingFetch,
   within,
+  ME_DOCUMENT,
+  REGISTER_DOCUMENT,
 } from "./lib.mjs";
 
 const TOOLS = gql`
@@ -37,32 +39,8 @@ const TOOLS = gql`
     }
   }
 `;
-const ME = gql`
-  query Me {
-    me {
-      id
-      email
-    }
-  }
-`;
-const REGISTER = gql`
-  mutation Register($input: RegisterInput!) {
-    register(input: $input) {
-      __typename
-      ... on AuthSession {
-        accessToken
-        user {
-          id
-          email
-        }
-      }
-      ... on Error {
-        code
-        message
-      }
-    }
-  }
-`;
+const ME = gql(ME_DOCUMENT);
+const REGISTER = gql(REGISTER_DOCUMENT);
 const CREATION_FIELDS = gql`
   fragment CreationFields on Creation {
     id

@@ -6,6 +6,34 @@
 
 import { randomUUID } from "node:crypto";
 
+// Documents every client script sends the same way (each wraps them in its own `gql`).
+export const ME_DOCUMENT = `
+  query Me {
+    me {
+      id
+      email
+    }
+  }
+`;
+export const REGISTER_DOCUMENT = `
+  mutation Register($input: RegisterInput!) {
+    register(input: $input) {
+      __typename
+      ... on AuthSession {
+        accessToken
+        user {
+          id
+          email
+        }
+      }
+      ... on Error {
+        code
+        message
+      }
+    }
+  }
+`;
+
 const urlArgument = process.argv.slice(2).find((arg) => /^https?:\/\//.test(arg));
 export const HTTP_URL = (process.env.CK_URL || urlArgument || "").replace(/\/+$/, "");
 export const GRAPHQL_URL = `${HTTP_URL}/graphql`;
