@@ -38,7 +38,6 @@ from resolvers.runner import Runner
 from resolvers.tools import Mode, get_tool
 
 MAX_PAGE = 100
-_WHOLE_LOG = 1_000_000  # entries: a whole log (CK_EVENT_LOG_MAXLEN keeps 50,000 by default)
 
 
 @dataclass(frozen=True)
@@ -207,14 +206,11 @@ async def cancel_pending(creation_id: str, *, feed: Feed) -> bool:
 
 
 async def usage_so_far(creation_id: str, *, feed: Feed) -> Usage:
-    """What a creation that has not ended has spent so far, read from its event log: the
-    tokens of the text it has streamed and of the prompts behind them (the row gets its
-    usage when it ends). Once the log holds the ending, the ending's usage."""
-    events = await feed.history.read(creation_id, after=0, count=_WHOLE_LOG)
-    if events and events[-1].terminal:
-        return Usage(events[-1].prompt_tokens, events[-1].completion_tokens)
-    deltas = [e for e in events if e.kind is EventKind.DELTA]
-    return Usage(sum(e.prompt_tokens for e in deltas), sum(e.completion_tokens for e in deltas))
+    """What a creation that has not ended has spent so far: the tokens of the text it has
+    streamed and of the prompts behind them, as its log's appends counted them (the row
+    gets its usage when it ends)."""
+    prompt, completion = await feed.history.usage(creation_id)
+    return Usage(prompt, completion)
 
 
 async def follow_creation(

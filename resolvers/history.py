@@ -9,24 +9,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Iterator
+from typing import Any, cast
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from resolvers import keys
 from resolvers.errors import ServiceUnavailable
-from resolvers.events import Event
+from resolvers.events import Event, EventKind
 
 _FIELD = "e"
 _RETRY_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)  # about 4 s of retrying a dropped connection
 _STALE = "equal or smaller than the target stream top item"
-# One atomic step: a refused XADD (stale seq) must not be published to live followers.
+# One atomic step: a refused XADD (stale seq) must not be published to live followers, nor
+# counted. A delta's tokens are added to the creation's running usage, which the log alone
+# cannot give once it is trimmed.
 _APPEND = """
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], ARGV[1], 'e', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('PUBLISH', KEYS[2], ARGV[2])
+if ARGV[5] ~= '0' or ARGV[6] ~= '0' then
+  redis.call('HINCRBY', KEYS[3], 'p', ARGV[5])
+  redis.call('HINCRBY', KEYS[3], 'c', ARGV[6])
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+end
 return 1
 """
 
@@ -53,11 +60,20 @@ class History:
             raise ValueError(f"seq starts at 1, got {event.seq}")
         payload = event.encode()
         log_key = keys.event_log(event.creation_id)
+        counted = (
+            (event.prompt_tokens, event.completion_tokens)
+            if event.kind is EventKind.DELTA
+            else (0, 0)
+        )
         for attempt, pause in enumerate((*_RETRY_PAUSES, None)):
             try:
                 await self._append(
-                    keys=[log_key, keys.event_channel(event.creation_id)],
-                    args=[f"0-{event.seq}", payload, self._maxlen, self._ttl],
+                    keys=[
+                        log_key,
+                        keys.event_channel(event.creation_id),
+                        keys.running_usage(event.creation_id),
+                    ],
+                    args=[f"0-{event.seq}", payload, self._maxlen, self._ttl, *counted],
                 )
                 return
             except redis_errors.ResponseError as exc:
@@ -96,6 +112,16 @@ class History:
                 keys.event_log(creation_id), min=f"(0-{after}", max="+", count=count
             )
         return [Event.decode(_field(fields)) for _id, fields in entries]
+
+    async def usage(self, creation_id: str) -> tuple[int, int]:
+        """Prompt and completion tokens of the deltas appended so far (0, 0 when none, or
+        once the log expired)."""
+        with _translated():
+            # redis-py types hmget for its sync and async clients alike.
+            prompt, completion = await cast(
+                Awaitable[list[Any]], self._redis.hmget(keys.running_usage(creation_id), ["p", "c"])
+            )
+        return int(prompt or 0), int(completion or 0)
 
     async def flag_cancel(self, creation_id: str) -> None:
         """Remember that a cancel was asked, for a producer that has not started yet."""

@@ -20,6 +20,11 @@ def event_channel(creation_id: str) -> str:
     return f"{PREFIX}:{{c:{creation_id}}}:events"
 
 
+def running_usage(creation_id: str) -> str:
+    """The tokens of the deltas a creation has streamed so far (a hash: p, c)."""
+    return f"{PREFIX}:{{c:{creation_id}}}:usage"
+
+
 def cancel_flag(creation_id: str) -> str:
     """Set when a cancel was requested, so a producer that starts late still sees it."""
     return f"{PREFIX}:{{c:{creation_id}}}:cancel"

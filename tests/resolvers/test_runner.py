@@ -150,11 +150,27 @@ async def test_the_deltas_in_the_log_add_up_to_the_usage_so_far(settings: Settin
     assert deltas[0].prompt_tokens == creation.prompt_tokens > 0
     assert sum(e.prompt_tokens for e in deltas) == creation.prompt_tokens
     assert sum(e.completion_tokens for e in deltas) == creation.completion_tokens == 40
-    # once ended, what the log says it spent is the ending's usage
+    # what the appends counted is what the creation spent
     assert (running.prompt_tokens, running.completion_tokens) == (
         creation.prompt_tokens,
         creation.completion_tokens,
     )
+
+
+async def test_the_usage_so_far_survives_a_trimmed_log(settings: Settings) -> None:
+    # given a log that keeps about 100 entries and a delta per token
+    small = settings.model_copy(update={"event_log_maxlen": 100, "batch_max_tokens": 1})
+    async with core_with(small, DevEngine(token_delay=0)) as core:
+        creation = await new_creation("long", 400)
+        cid = str(creation.id)
+        # when 400 tokens stream through it
+        assert await core.runner.run(cid) is CreationStatus.COMPLETED
+        kept = await core.feed.history.read(cid, after=0, count=1000)
+        prompt, completion = await core.feed.history.usage(cid)
+        await creation.refresh_from_db()
+    # then the log lost its first deltas, yet the running usage counted every one
+    assert sum(e.completion_tokens for e in kept if e.kind is EventKind.DELTA) < 400
+    assert (prompt, completion) == (creation.prompt_tokens, 400)
 
 
 async def test_a_finished_creation_is_not_run_twice(settings: Settings) -> None:
