@@ -29,7 +29,7 @@ from resolvers.events import Event, EventKind
 from resolvers.feed import Feed
 from resolvers.guard.inputs import mask, screen
 from resolvers.guard.shield import Shield
-from resolvers.limits import admit_tokens
+from resolvers.limits import reserve_tokens
 from resolvers.models import Creation, CreationStatus
 from resolvers.outputs import Outputs
 from resolvers.queue import JobQueue
@@ -72,23 +72,25 @@ async def start_creation(
         tool.validate(data)
     await screen(shield, data)
     budget = tool.token_budget(data)
-    await admit_tokens(user.user_id, budget, per_day=quota_per_day)
     variant, backend = runner.choose(tool.name)
     served_by = f"{variant.backend}/{variant.model}/{variant.version}/{variant.adapter}"
     key = request_key(tool.name, data, served_by)
     # Fast runs are stored RUNNING and handed over: no second read before the model starts.
     fast = tool.mode_for(data) is Mode.FAST
-    creation = await Creation.create(
-        owner_id=user.user_id,
-        tool=tool.name,
-        input=data,
-        status=CreationStatus.RUNNING if fast else CreationStatus.QUEUED,
-        model=backend,
-        variant=variant.name,
-        cache_key=key,
-        reserved_tokens=budget,
-        masked=mask(data).found,
-    )
+    masked = mask(data).found
+    # The row is the reservation: it is stored in the admission's transaction.
+    async with reserve_tokens(user.user_id, budget, per_day=quota_per_day):
+        creation = await Creation.create(
+            owner_id=user.user_id,
+            tool=tool.name,
+            input=data,
+            status=CreationStatus.RUNNING if fast else CreationStatus.QUEUED,
+            model=backend,
+            variant=variant.name,
+            cache_key=key,
+            reserved_tokens=budget,
+            masked=masked,
+        )
     source = await cache.source_for(key, data, str(creation.id))
     if source is not None:
         metrics.CACHE_HITS.labels(tool.name).inc()
