@@ -1,9 +1,11 @@
 """The imageCaption tool's engine: measured facts about an image, then a caption.
 
 The facts (size, orientation, dominant colours, brightness, transparency) are measured from
-the pixels and need no model. A real engine (CLIP on Triton) receives the image as base64 in
-the request's `parameters` and streams the caption. The dev engine cannot see images, so it is
-never called: the caption is then built from the measured facts only, and says so.
+the pixels and need no model: from a 96-pixel nearest-neighbour sample of an image decoded no
+larger than needed (JPEG at a reduced scale), in the pool the caller hands in (`Offload`). A
+real engine (CLIP on Triton) receives the image as base64 in the request's `parameters` and
+streams the caption. The dev engine cannot see images, so it is never called: the caption is
+then built from the measured facts only, and says so.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from inference.base import (
     relayed,
 )
 from inference.dev import NAME as DEV_ENGINE
-from inference.media import ImageInfo, decode_image
+from inference.media import ImageInfo, Offload, decode_image
 
 MIN_CAPTION_TOKENS = 16
 MAX_CAPTION_TOKENS = 512
@@ -157,19 +159,19 @@ def nearest_colour(rgb: tuple[int, int, int]) -> str:
     return min(NAMED_COLOURS, key=distance)[0]
 
 
-def measure(image: Image.Image) -> ImageFacts:
-    """Measure size, orientation, the top colours, brightness and transparency of `image`."""
-    width, height = image.size
-    rgba = _rgba(image)
-    low, _ = rgba.getchannel("A").getextrema()
-    transparent = isinstance(low, int) and low < 255
-    scale = min(1.0, SAMPLE_SIDE / max(width, height))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+def measure(image: Image.Image, size: tuple[int, int] | None = None) -> ImageFacts:
+    """Measure size, orientation, the top colours, brightness and transparency of `image`;
+    `size` is the original size when `image` was decoded reduced (a JPEG draft)."""
+    width, height = size or image.size
+    transparent = _transparent(image)
+    scale = min(1.0, SAMPLE_SIDE / max(image.size))
+    sample_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     # Nearest-neighbour sampling keeps real pixel colours; averaging would invent blends
-    # (a red-green edge turning brown) and name colours the image does not have.
-    sample = rgba.resize(size, Image.Resampling.NEAREST)
+    # (a red-green edge turning brown) and name colours the image does not have. Only the
+    # sample is converted: a full-size RGBA copy would cost 4 bytes a pixel.
+    sample = _rgba(image.resize(sample_size, Image.Resampling.NEAREST))
     counts: dict[tuple[int, int, int, int], int] = {}
-    for n, pixel in sample.getcolors(maxcolors=size[0] * size[1]) or []:
+    for n, pixel in sample.getcolors(maxcolors=sample_size[0] * sample_size[1]) or []:
         if isinstance(pixel, tuple):
             r, g, b, a = pixel
             counts[r, g, b, a] = n
@@ -210,6 +212,24 @@ def measure(image: Image.Image) -> ImageFacts:
     )
 
 
+def _transparent(image: Image.Image) -> bool:
+    """Whether any pixel is less than opaque, without converting the whole image."""
+    if "A" in image.getbands():
+        low, _ = image.getchannel("A").getextrema()
+        return isinstance(low, int) and low < 255
+    if "transparency" not in image.info:
+        return False
+    key = image.info["transparency"]
+    if image.mode in ("P", "L") and isinstance(key, int | bytes):
+        # A transparent index or grey level (int), or a palette's alphas (bytes): is one used?
+        used = [value for _, value in image.getcolors(maxcolors=256) or []]
+        if isinstance(key, int):
+            return key in used
+        return any(isinstance(v, int) and v < len(key) and key[v] < 255 for v in used)
+    low, _ = _rgba(image).getchannel("A").getextrema()  # rare: RGB or 16-bit with a tRNS key
+    return isinstance(low, int) and low < 255
+
+
 def _rgba(image: Image.Image) -> Image.Image:
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         # 16-bit greys (PNG) would clip to white if converted directly; scale to 8 bits.
@@ -217,10 +237,15 @@ def _rgba(image: Image.Image) -> Image.Image:
     return image.convert("RGBA")
 
 
-def _analyse(data: bytes) -> tuple[ImageInfo, ImageFacts]:
-    info, image = decode_image(data)
+def analyse(data: bytes) -> tuple[ImageInfo, ImageFacts]:
+    """Validate and measure an image, decoding no more than the sample needs (CPU work)."""
+    info, image = decode_image(data, max_side=SAMPLE_SIDE)
     with image:
-        return info, measure(image)
+        return info, measure(image, (info.width, info.height))
+
+
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def _hex(r: int, g: int, b: int) -> str:
@@ -250,13 +275,18 @@ def build_prompt(spec: CaptionSpec) -> str:
 
 
 async def caption(
-    engine: Engine, spec: CaptionSpec, *, model: str, request_id: str
+    engine: Engine,
+    spec: CaptionSpec,
+    *,
+    model: str,
+    request_id: str,
+    offload: Offload = asyncio.to_thread,
 ) -> AsyncIterator[Piece]:
-    """Measure the image, then stream a caption from the model (or, with the dev engine,
-    state the measured facts without calling it); a structured result at the end."""
+    """Measure the image (through `offload`, off the event loop), then stream a caption from
+    the model (or, with the dev engine, state the measured facts without calling it); a
+    structured result at the end."""
     yield Stage(0.0, "analysing")
-    # Decoding up to 40 megapixels takes a while: keep it off the event loop.
-    info, facts = await asyncio.to_thread(_analyse, spec.image)
+    info, facts = await offload(analyse, spec.image)
     result: dict[str, object] = {
         "width": facts.width,
         "height": facts.height,
@@ -283,7 +313,7 @@ async def caption(
         max_tokens=spec.max_tokens,
         temperature=0.2,
         parameters={
-            "image_b64": base64.b64encode(spec.image).decode("ascii"),
+            "image_b64": await offload(_base64, spec.image),  # up to 10 MiB
             "content_type": info.content_type,
             "style": str(spec.style),
             "language": spec.language,

@@ -1,26 +1,39 @@
 """Validation of uploaded image and audio bytes, before any model sees them.
 
-Images are opened with Pillow only from the formats we accept, checked against our own pixel
-limit before decoding (Pillow's global `Image.MAX_IMAGE_PIXELS` is left alone: it belongs to
-the whole process), verified, then fully decoded so truncated files fail here. Audio is
-recognised by its magic bytes; WAV gets an exact duration from `wave`, FLAC, Ogg and M4A a
-duration from their headers where it is cheap to read. Anything else raises `BadInput`.
+Images are opened with Pillow only from the formats we accept and checked against our own
+pixel limit from the header, before any pixel is decoded (Pillow's global
+`Image.MAX_IMAGE_PIXELS` is left alone: it belongs to the whole process). `probe_image` stops
+there; `sniff_image` and `decode_image` then decode, so truncated files fail, but never more
+than needed: JPEG at a reduced scale (`draft`), other formats only up to the pixel limit.
+Decoding is CPU work for a thread pool, not the event loop. Audio is recognised by its magic
+bytes; WAV gets an exact duration from `wave`, FLAC, Ogg and M4A a duration from their headers
+where it is cheap to read. Anything else raises `BadInput`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import warnings
 import wave
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol, TypeVar, TypeVarTuple
 
 from PIL import Image, UnidentifiedImageError
 
 from inference.base import BadInput
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
-MAX_IMAGE_PIXELS = 40_000_000
+# 4096×4096: a 12-16 MP photo fits, and far more than a caption model looks at (CLIP sees
+# 224-336 px). Lossless formats decode in full (Pillow cannot decode them reduced), so this
+# bounds the memory (64 MiB as RGBA) and time of the worst image.
+MAX_IMAGE_PIXELS = 4096 * 4096
+# Pillow copies a decoded WebP canvas (4 bytes a pixel) while holding the GIL: about 20 ms
+# at 2048×2048 on a slow core but 160 ms at 4096×4096, a stall of every other thread.
+MAX_WEBP_PIXELS = 2048 * 2048
+CHECK_SIDE = 64  # the longer side a JPEG is decoded at to check it is whole
 MAX_AUDIO_BYTES = 50 * 1024 * 1024
 
 IMAGE_CONTENT_TYPES = {
@@ -37,6 +50,8 @@ AUDIO_CONTENT_TYPES = {
     "m4a": "audio/mp4",
 }
 _PILLOW_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
+_T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 # Pillow reports broken input through many exception types; all of them mean "bad upload".
 _PILLOW_ERRORS = (
     OSError,
@@ -53,6 +68,13 @@ _PILLOW_ERRORS = (
 _MP4_AUDIO_BRANDS = frozenset({b"M4A ", b"M4B ", b"M4P ", b"mp41", b"mp42", b"isom", b"iso2"})
 _MP3_RATES = {3: (44_100, 48_000, 32_000), 2: (22_050, 24_000, 16_000), 0: (11_025, 12_000, 8_000)}
 _MP3_SCAN_BYTES = 4_096  # how far past an ID3 tag to look for the first frame (padding)
+
+
+class Offload(Protocol):
+    """Runs CPU-heavy work off the event loop: the caller's bounded pool (resolvers/cpu.py),
+    or `asyncio.to_thread` where none is handed in."""
+
+    def __call__(self, fn: Callable[[*_Ts], _T], /, *args: *_Ts) -> Awaitable[_T]: ...
 
 
 @dataclass(frozen=True)
@@ -78,52 +100,88 @@ class AudioInfo:
     size_bytes: int
 
 
+def probe_image(data: bytes) -> ImageInfo:
+    """Format, size and pixel limit from the header (and a PNG's chunk checksums), without
+    decoding a pixel: cheap enough for the event loop, and refuses bombs before any decode."""
+    _check_bytes(data)
+    with _pillow_errors(), Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS) as probe:
+        info = _image_info(probe)
+        probe.verify()
+    return info
+
+
 def sniff_image(data: bytes) -> ImageInfo:
-    """Validate an uploaded image and describe it; `BadInput` says what is wrong with it."""
-    return decode_image(data)[0]
+    """Validate an uploaded image and describe it; `BadInput` says what is wrong with it.
+    Decodes it (JPEG at a small scale) so truncated files fail: CPU work, off the loop."""
+    info, image = decode_image(data, max_side=CHECK_SIDE)
+    image.close()
+    return info
 
 
-def decode_image(data: bytes) -> tuple[ImageInfo, Image.Image]:
-    """Validate an uploaded image and return it decoded (first frame of a GIF)."""
+def decode_image(data: bytes, *, max_side: int | None = None) -> tuple[ImageInfo, Image.Image]:
+    """Validate an uploaded image and return it decoded (first frame of a GIF). With
+    `max_side`, a JPEG is decoded at the smallest scale keeping that many pixels on its
+    longer side (DCT scaling: up to 8× fewer per side); other formats decode in full."""
+    info = probe_image(data)
+    with _pillow_errors():
+        image = Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
+        try:
+            if max_side is not None and info.format == "jpeg":
+                scale = min(1.0, max_side / max(info.width, info.height))
+                wanted = (max(1, round(info.width * scale)), max(1, round(info.height * scale)))
+                image.draft(image.mode, wanted)
+            image.load()
+        except BaseException:
+            image.close()
+            raise
+    return info, image
+
+
+def _check_bytes(data: bytes) -> None:
     if not data:
         raise BadInput("the image is empty")
     if len(data) > MAX_IMAGE_BYTES:
         raise BadInput(
             f"the image is {len(data)} bytes; the limit is {MAX_IMAGE_BYTES} bytes (10 MiB)"
         )
+
+
+@contextlib.contextmanager
+def _pillow_errors() -> Iterator[None]:
+    """Pillow's many errors as `BadInput`; its bomb warning as an error, not a log line."""
     with warnings.catch_warnings():
-        # Pillow warns (not raises) a little above its own limit; a bomb is an error here.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS) as probe:
-                info = _image_info(probe)
-                probe.verify()
-            image = Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
-            image.load()
+            yield
         except UnidentifiedImageError as exc:
             raise BadInput("the image is not a PNG, JPEG, WebP or GIF file") from exc
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise BadInput(_too_many_pixels_message(None)) from exc
         except _PILLOW_ERRORS as exc:
             raise BadInput(f"the image is truncated or corrupt ({exc})") from exc
-    return info, image
 
 
 def _image_info(image: Image.Image) -> ImageInfo:
     width, height = image.size
     if width <= 0 or height <= 0:
         raise BadInput("the image has no pixels")
-    if width * height > MAX_IMAGE_PIXELS:
-        raise BadInput(_too_many_pixels_message((width, height)))
     fmt = (image.format or "").lower()
     if fmt not in IMAGE_CONTENT_TYPES:
         raise BadInput("the image is not a PNG, JPEG, WebP or GIF file")
+    limit = max_pixels(fmt)
+    if width * height > limit:
+        raise BadInput(_too_many_pixels_message((width, height), limit))
     return ImageInfo(fmt, width, height, IMAGE_CONTENT_TYPES[fmt])
 
 
-def _too_many_pixels_message(size: tuple[int, int] | None) -> str:
+def max_pixels(fmt: str) -> int:
+    """The most pixels an image of this format (png, jpeg, webp, gif) may have."""
+    return MAX_WEBP_PIXELS if fmt == "webp" else MAX_IMAGE_PIXELS
+
+
+def _too_many_pixels_message(size: tuple[int, int] | None, limit: int = MAX_IMAGE_PIXELS) -> str:
     what = "the image" if size is None else f"the image is {size[0]}×{size[1]}; it"
-    return f"{what} has more than {MAX_IMAGE_PIXELS} pixels (possible decompression bomb)"
+    return f"{what} has more than {limit} pixels (possible decompression bomb)"
 
 
 def sniff_audio(data: bytes) -> AudioInfo:

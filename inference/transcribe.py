@@ -8,6 +8,7 @@ cannot hear, so transcription with it fails with `ModelUnavailable` rather than 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import math
 from collections.abc import AsyncIterator
@@ -25,7 +26,7 @@ from inference.base import (
     relayed,
 )
 from inference.dev import NAME as DEV_ENGINE
-from inference.media import AudioInfo, sniff_audio
+from inference.media import AudioInfo, Offload, sniff_audio
 
 LONG_AUDIO_SECONDS = 120
 LONG_AUDIO_BYTES = 5 * 1024 * 1024  # the rule when the duration is unknown
@@ -61,6 +62,10 @@ def token_budget(info: AudioInfo) -> int:
     return max(MIN_TRANSCRIPT_TOKENS, min(MAX_TRANSCRIPT_TOKENS, wanted))
 
 
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
 def build_prompt(spec: TranscribeSpec) -> str:
     """The instruction sent beside the audio."""
     language = spec.language or "the spoken language (detect it)"
@@ -69,12 +74,18 @@ def build_prompt(spec: TranscribeSpec) -> str:
 
 
 async def transcribe(
-    engine: Engine, spec: TranscribeSpec, *, model: str, request_id: str
+    engine: Engine,
+    spec: TranscribeSpec,
+    *,
+    model: str,
+    request_id: str,
+    offload: Offload = asyncio.to_thread,
 ) -> AsyncIterator[Piece]:
-    """Validate the audio, stream its transcript from the speech model, then a structured
-    result; `ModelUnavailable` with the dev engine, which cannot transcribe."""
+    """Validate the audio (through `offload`, off the event loop: up to 50 MiB), stream its
+    transcript from the speech model, then a structured result; `ModelUnavailable` with the
+    dev engine, which cannot transcribe."""
     yield Stage(0.0, "decoding")
-    info = sniff_audio(spec.audio)
+    info = await offload(sniff_audio, spec.audio)
     if engine.name == DEV_ENGINE:
         raise ModelUnavailable(
             "transcription needs a speech model (Whisper on Triton); "
@@ -90,7 +101,7 @@ async def transcribe(
         max_tokens=token_budget(info),
         temperature=0.0,
         parameters={
-            "audio_b64": base64.b64encode(spec.audio).decode("ascii"),
+            "audio_b64": await offload(_base64, spec.audio),
             "content_type": info.content_type,
             "language": spec.language or AUTO_LANGUAGE,
             "timestamps": spec.timestamps,

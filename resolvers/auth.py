@@ -1,8 +1,10 @@
-"""Accounts and access tokens: argon2 password hashes, HS256 JWTs through joserfc."""
+"""Accounts and access tokens: argon2 password hashes, HS256 JWTs through joserfc.
+
+Hashing runs in the bounded CPU pool (resolvers/cpu.py): each hash takes its memory cost, so
+a burst of logins queues there, or is refused as busy, instead of growing without bound."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 import uuid
@@ -16,6 +18,7 @@ from joserfc.jwk import OctKey
 from joserfc.jwt import JWTClaimsRegistry
 from tortoise.exceptions import IntegrityError
 
+from resolvers import cpu
 from resolvers.errors import (
     EmailTaken,
     Forbidden,
@@ -174,7 +177,7 @@ class Auth:
         """Create an account (sign it in with resolvers.sessions)."""
         email = _normalise_email(email)
         _check_password(password)
-        password_hash = await asyncio.to_thread(self._hasher.hash, password)
+        password_hash = await cpu.run(self._hasher.hash, password)
         try:
             user = await User.create(email=email, password_hash=password_hash)
         except IntegrityError as exc:
@@ -189,7 +192,7 @@ class Auth:
         user = await User.get_or_none(email=email)
         stored = user.password_hash if user else self._dummy_hash
         try:
-            await asyncio.to_thread(self._hasher.verify, stored, password[:MAX_PASSWORD])
+            await cpu.run(self._hasher.verify, stored, password[:MAX_PASSWORD])
         except (VerificationError, InvalidHashError) as exc:
             raise InvalidCredentials("wrong e-mail or password") from exc
         if user is None:

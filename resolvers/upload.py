@@ -16,7 +16,7 @@ from typing import Any
 
 from inference import media
 from inference.base import BadInput
-from resolvers import scopes
+from resolvers import cpu, scopes
 from resolvers.auth import Principal, require_user
 from resolvers.errors import InvalidInput, NotFound
 from resolvers.models import Upload, UploadKind, UploadStatus
@@ -158,15 +158,15 @@ async def receive(
         await _reject(upload, store, f"larger than the declared {upload.size} bytes")
         raise
     try:
-        info = _SNIFF[kind](data)
+        info, sha256 = await cpu.run(_check, kind, data)
     except BadInput as exc:
         await _reject(upload, store, str(exc))
         raise InvalidInput(f"uploadId: {exc}", field="uploadId") from None
     if upload.status is UploadStatus.PENDING:
         upload.status, upload.size = UploadStatus.READY, len(data)
-        upload.sha256 = hashlib.sha256(data).hexdigest()
+        upload.sha256 = sha256
         await upload.save(update_fields=["status", "size", "sha256"])
-    elif hashlib.sha256(data).hexdigest() != upload.sha256:
+    elif sha256 != upload.sha256:
         await _reject(upload, store, "its bytes changed after it was first used")
         raise InvalidInput(
             f"uploadId: upload {upload_id} changed after first use", field="uploadId"
@@ -181,9 +181,18 @@ async def fetch(reference: dict[str, Any], store: ObjectStore) -> bytes:
         data = await store.get(reference["key"], limit=int(reference["size"]))
     except (ObjectMissing, InvalidInput):
         raise BadInput(f"upload {reference['id']} is no longer available") from None
-    if hashlib.sha256(data).hexdigest() != reference["sha256"]:
+    if await cpu.run(_digest, data) != reference["sha256"]:
         raise BadInput(f"upload {reference['id']} changed after it was checked")
     return data
+
+
+def _check(kind: UploadKind, data: bytes) -> tuple[Any, str]:
+    """Sniff and hash up to 50 MiB: CPU work for the pool, never the event loop."""
+    return _SNIFF[kind](data), _digest(data)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 async def _reject(upload: Upload, store: ObjectStore, reason: str) -> None:

@@ -27,7 +27,9 @@ from schema.types.errors import (
 @strawberry.enum(description="What an upload is for.")
 class UploadKind(Enum):
     IMAGE = strawberry.enum_value(
-        "IMAGE", description="An image for imageCaption: PNG, JPEG, WebP or GIF, up to 10 MiB."
+        "IMAGE",
+        description="An image for imageCaption: PNG, JPEG, WebP or GIF, up to 10 MiB and "
+        "4096×4096 pixels (WebP: 2048×2048).",
     )
     AUDIO = strawberry.enum_value(
         "AUDIO",

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from inference import caption, media
 from inference.base import Engine, Piece
+from resolvers import cpu
 from resolvers.models import UploadKind
 from resolvers.tools.base import EnumDoc, Mode, Tool, ToolInput
 from resolvers.tools.media import (
@@ -31,14 +32,16 @@ class ImageCaptionInput(ToolInput):
         min_length=4,
         max_length=MAX_INLINE_BASE64,
         description=f"The image (PNG, JPEG, WebP or GIF), base64, at most {MAX_INLINE_BYTES:,} "
-        f"bytes decoded and {media.MAX_IMAGE_PIXELS:,} pixels. Give this or uploadId.",
+        f"bytes decoded and {media.MAX_IMAGE_PIXELS:,} pixels (4096×4096; WebP "
+        f"{media.MAX_WEBP_PIXELS:,}, 2048×2048). Give this or uploadId.",
     )
     upload_id: str | None = Field(
         None,
         min_length=UPLOAD_ID_LENGTH,
         max_length=UPLOAD_ID_LENGTH,
         description=f"An IMAGE upload (Mutation.createUpload) whose bytes were PUT to its URL: "
-        f"up to {media.MAX_IMAGE_BYTES:,} bytes. Give this or imageBase64.",
+        f"up to {media.MAX_IMAGE_BYTES:,} bytes and {media.MAX_IMAGE_PIXELS:,} pixels "
+        f"({media.MAX_WEBP_PIXELS:,} for WebP). Give this or imageBase64.",
     )
     style: caption.CaptionStyle = Field(caption.CaptionStyle.SHORT, description="Caption kind.")
     language: str = Field("en", min_length=2, max_length=16, description="Caption language.")
@@ -49,7 +52,8 @@ class ImageCaptionInput(ToolInput):
     @field_validator("image_base64")
     @classmethod
     def _an_image(cls, value: str | None) -> str | None:
-        return None if value is None else check_inline(value, media.sniff_image)
+        # Headers only here (a bomb is refused before any decode); `prepare` decodes.
+        return None if value is None else check_inline(value, media.probe_image)
 
     @model_validator(mode="after")
     def _one_image(self) -> ImageCaptionInput:
@@ -69,7 +73,7 @@ def _spec(data: Mapping[str, Any]) -> caption.CaptionSpec:
 def _run(
     engine: Engine, data: Mapping[str, Any], model: str, request_id: str
 ) -> AsyncIterator[Piece]:
-    return caption.caption(engine, _spec(data), model=model, request_id=request_id)
+    return caption.caption(engine, _spec(data), model=model, request_id=request_id, offload=cpu.run)
 
 
 TOOL = Tool(
@@ -81,7 +85,7 @@ TOOL = Tool(
     input_model=ImageCaptionInput,
     run=_run,
     model_setting="caption_model",
-    prepare=upload_prepare(UploadKind.IMAGE),
+    prepare=upload_prepare(UploadKind.IMAGE, inline=("image_base64", media.sniff_image)),
     load=load_upload,
     enums={
         caption.CaptionStyle: EnumDoc(

@@ -1,5 +1,9 @@
 """Media for the imageCaption and transcribe tools: bounded base64 in the input, or an
-upload (see resolvers/upload.py) checked when the creation starts and fetched for its run."""
+upload (see resolvers/upload.py) checked when the creation starts and fetched for its run.
+
+Input validation runs on the event loop, so it stays cheap (an image's header; at most 512 KiB
+of audio); a decoding image check runs in `prepare`, in the CPU pool, still before anything
+is stored or any quota is reserved."""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from inference.base import BadInput
+from resolvers import cpu
 from resolvers.auth import Principal
+from resolvers.errors import InvalidInput
 from resolvers.models import UploadKind
 from resolvers.storage import ObjectStore
 from resolvers.tools.base import Prepare
@@ -32,7 +38,8 @@ def decode_inline(value: str) -> bytes:
 
 
 def check_inline(value: str, sniff: Callable[[bytes], object]) -> str:
-    """Validate a base64 field with a media sniffer; its BadInput becomes an input error."""
+    """Validate a base64 field with a cheap media check (it runs on the event loop: headers,
+    or a pass over at most 512 KiB); its BadInput becomes an input error."""
     try:
         sniff(decode_inline(value))
     except BadInput as exc:  # pydantic reports ValueErrors as input errors
@@ -51,14 +58,20 @@ def one_source(inline: str | None, upload_id: str | None, inline_name: str) -> N
 
 
 def upload_prepare(
-    kind: UploadKind, facts: Callable[[Any], dict[str, Any]] | None = None
+    kind: UploadKind,
+    facts: Callable[[Any], dict[str, Any]] | None = None,
+    *,
+    inline: tuple[str, Callable[[bytes], object]] | None = None,
 ) -> Prepare:
     """A tool's `prepare`: check the caller's upload and keep a reference to it (plus any
-    `facts` about the media, e.g. whether audio is long) in the creation's input."""
+    `facts` about the media, e.g. whether audio is long) in the creation's input. `inline`
+    names a base64 field and the decoding check its bytes get in the CPU pool."""
 
     async def prepare(
         data: dict[str, Any], principal: Principal, store: ObjectStore
     ) -> dict[str, Any]:
+        if inline is not None and data.get(inline[0]) is not None:
+            await _sniff_inline(data[inline[0]], inline[0], inline[1])
         if data.get("upload_id") is None:
             return data
         received = await receive(
@@ -70,6 +83,13 @@ def upload_prepare(
         return {**data, "upload": reference}
 
     return prepare
+
+
+async def _sniff_inline(value: str, field: str, sniff: Callable[[bytes], object]) -> None:
+    try:
+        await cpu.run(sniff, decode_inline(value))
+    except (BadInput, ValueError) as exc:
+        raise InvalidInput(f"{field}: {exc}", field=field) from None
 
 
 async def load_upload(data: Mapping[str, Any], store: ObjectStore) -> Mapping[str, Any]:

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from inference import media, transcribe
 from inference.base import Engine, Piece
+from resolvers import cpu
 from resolvers.models import UploadKind
 from resolvers.tools.base import Mode, Tool, ToolInput
 from resolvers.tools.media import (
@@ -78,7 +79,9 @@ def _audio_facts(info: media.AudioInfo) -> dict[str, Any]:
 def _run(
     engine: Engine, data: Mapping[str, Any], model: str, request_id: str
 ) -> AsyncIterator[Piece]:
-    return transcribe.transcribe(engine, _spec(data), model=model, request_id=request_id)
+    return transcribe.transcribe(
+        engine, _spec(data), model=model, request_id=request_id, offload=cpu.run
+    )
 
 
 TOOL = Tool(

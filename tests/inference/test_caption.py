@@ -203,21 +203,31 @@ def test_sniff_image_refuses_more_bytes_than_the_limit() -> None:
 
 
 def test_sniff_image_accepts_exactly_the_pixel_limit_in_the_header_check() -> None:
-    # 8000×5000 is exactly the limit; the header-only file then fails as truncated, not big.
-    assert MAX_IMAGE_PIXELS == 8000 * 5000
+    # 4096×4096 is exactly the limit; the header-only file then fails as truncated, not big.
+    assert MAX_IMAGE_PIXELS == 4096 * 4096
     with pytest.raises(BadInput, match="truncated or corrupt"):
-        sniff_image(png_header_only(8000, 5000))
+        sniff_image(png_header_only(4096, 4096))
+
+
+def test_sniff_image_holds_webp_to_its_lower_pixel_limit() -> None:
+    def webp(width: int, height: int) -> bytes:
+        return encode(solid((width, height), WHITE), "WEBP", lossless=True)
+
+    assert sniff_image(webp(2048, 2048)).width == 2048
+    with pytest.raises(BadInput, match="2049×2048; it has more than 4194304 pixels"):
+        sniff_image(webp(2049, 2048))
 
 
 @pytest.mark.parametrize(
     ("width", "height", "message"),
     [
         # Over our limit, under Pillow's: our own check.
-        (8000, 6000, "8000×6000; it has more than 40000000 pixels"),
+        (4097, 4096, "4097×4096; it has more than 16777216 pixels"),
+        (6300, 6300, "6300×6300; it has more than 16777216 pixels"),
         # Over Pillow's warning threshold: the warning is an error here, not a log line.
-        (10_000, 10_000, "more than 40000000 pixels"),
+        (10_000, 10_000, "more than 16777216 pixels"),
         # Over twice Pillow's limit: Pillow's DecompressionBombError.
-        (20_000, 20_000, "more than 40000000 pixels"),
+        (20_000, 20_000, "more than 16777216 pixels"),
     ],
 )
 def test_sniff_image_refuses_decompression_bombs_before_decoding(
@@ -338,6 +348,32 @@ def test_measure_a_gif_with_a_transparent_index() -> None:
 
     assert facts.transparent is True
     assert [(c.name, c.share) for c in facts.colours] == [("yellow", 1.0)]
+
+
+@pytest.mark.parametrize(("alphas", "transparent"), [(b"\xff\x00", True), (b"\xff\xff", False)])
+def test_measure_a_palette_png_by_the_alphas_of_the_indices_it_uses(
+    alphas: bytes, transparent: bool
+) -> None:
+    image = Image.new("P", (40, 40), 0)
+    image.putpalette([255, 255, 0, 0, 0, 255] + [0] * 762)
+    image.paste(1, (0, 0, 10, 40))
+    _, decoded = decode_image(encode(image, "PNG", transparency=alphas + b"\x00" * 10))
+
+    facts = measure(decoded)
+
+    assert facts.transparent is transparent
+
+
+def test_measure_a_large_jpeg_from_a_reduced_decode_reports_its_real_size() -> None:
+    info, decoded = decode_image(
+        encode(split((4000, 3000), NAVY, WHITE), "JPEG", quality=90), max_side=96
+    )
+
+    facts = measure(decoded, (info.width, info.height))
+
+    assert decoded.size[0] < 4000 / 4  # DCT-scaled: never decoded at full size
+    assert (facts.width, facts.height) == (4000, 3000)
+    assert {c.name for c in facts.colours[:2]} == {"navy blue", "white"}
 
 
 def test_measured_caption_states_size_shape_colours_and_brightness() -> None:
