@@ -38,7 +38,7 @@ from bench.services import Services, create_database, drop_database, migrate, se
 from bench.stats import ratio
 from bench.throughput import LoadResult, drive
 from schema.build import build_schema
-from schema.extensions import MAX_TOKENS, parse_cached, validate_cached
+from schema.parsing import MAX_TOKENS, parse_cached, validate_cached
 
 REPO = Path(__file__).resolve().parent.parent
 DOCUMENT = """

@@ -17,10 +17,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from redis.asyncio import Redis
+
 from resolvers.auth import Principal, require_person
 from resolvers.errors import InvalidInput, NotAuthenticated, NotFound
 from resolvers.models import ApiKey, Role
 from resolvers.scopes import check_scopes
+from resolvers.sockets import announce_revoked
 
 KEY_PREFIX = "ck_"
 MAX_KEYS = 20  # live keys per user
@@ -92,8 +95,9 @@ async def list_api_keys(*, principal: Principal | None) -> list[ApiKey]:
     return await ApiKey.filter(owner_id=user.user_id).order_by("-created_at").limit(200)
 
 
-async def revoke_api_key(*, principal: Principal | None, key_id: str) -> ApiKey:
-    """Revoke one of the caller's keys (an admin: anyone's); it stops working at once."""
+async def revoke_api_key(*, principal: Principal | None, key_id: str, redis: Redis) -> ApiKey:
+    """Revoke one of the caller's keys (an admin: anyone's); it stops working at once, also
+    the OAuth tokens issued for it, and the sockets opened with either close everywhere."""
     user = require_person(principal)
     try:
         wanted = uuid.UUID(key_id)
@@ -105,6 +109,7 @@ async def revoke_api_key(*, principal: Principal | None, key_id: str) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = datetime.now(UTC)
         await key.save(update_fields=["revoked_at"])
+    await announce_revoked(redis, key_id=str(key.id))
     return key
 
 
@@ -123,6 +128,16 @@ async def verify_api_key(secret: str, *, ttl_seconds: int) -> Principal:
         scopes=frozenset(key.scopes),
         key_id=str(key.id),
     )
+
+
+async def check_key(key_id: str) -> None:
+    """NotAuthenticated unless the key is still live: for what was issued or opened with it
+    (an OAuth token, a socket) after the key itself was checked."""
+    key = await ApiKey.get_or_none(id=key_id)
+    if key is None or key.revoked_at is not None:
+        raise NotAuthenticated("this API key was revoked")
+    if key.expires_at is not None and key.expires_at <= datetime.now(UTC):
+        raise NotAuthenticated("this API key has expired")
 
 
 async def find_key(secret: str, client_id: str | None = None) -> ApiKey:

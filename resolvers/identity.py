@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
 
-from resolvers.apikeys import looks_like_key, verify_api_key
+from resolvers.apikeys import check_key, looks_like_key, verify_api_key
 from resolvers.auth import Auth, Principal
 from resolvers.errors import NotAuthenticated, ServiceUnavailable
-from resolvers.models import ApiKey, Role, User
+from resolvers.models import Role, User
 from resolvers.sessions import Sessions
 
 if TYPE_CHECKING:
@@ -68,10 +68,8 @@ class Identity:
         key was revoked since it connected (NotAuthenticated)."""
         if principal.session_id is not None:
             await self._sessions.check(principal)
-        if principal.key_id is not None and principal.scopes is not None:
-            key = await ApiKey.get_or_none(id=principal.key_id)
-            if key is None or key.revoked_at is not None:
-                raise NotAuthenticated("this API key was revoked")
+        if principal.key_id is not None:
+            await check_key(principal.key_id)
         return principal
 
     async def _verify(self, token: str) -> Principal:
@@ -79,7 +77,11 @@ class Identity:
             return await verify_api_key(token, ttl_seconds=self._auth.ttl_seconds)
         if self._oidc is not None and _same_issuer(_issuer(token), self._oidc_issuer):
             return await self._external(token)
-        return await self._sessions.check(self._auth.verify(token))
+        principal = await self._sessions.check(self._auth.verify(token))
+        if principal.key_id is not None:
+            # An OAuth client's token outlives nothing: its key is checked on every request.
+            await check_key(principal.key_id)
+        return principal
 
     async def _external(self, token: str) -> Principal:
         from resolvers.oidc import ExternalTokenError, IssuerUnavailable

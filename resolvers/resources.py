@@ -36,6 +36,7 @@ from resolvers.routing import Router, Variant
 from resolvers.runner import Batching, Runner
 from resolvers.sessions import Sessions
 from resolvers.settings import Settings
+from resolvers.sockets import Sockets
 from resolvers.storage import make_store
 from resolvers.tools import TOOLS
 
@@ -61,6 +62,7 @@ class Core:
     rate: RateLimiter
     slots: SubscriptionSlots
     shield: Shield | None
+    sockets: Sockets
 
 
 def make_redis(settings: Settings) -> Redis:
@@ -207,6 +209,10 @@ async def open_core(
     auth = make_auth(settings)
     sessions = Sessions(auth, redis, refresh_ttl_seconds=settings.refresh_token_ttl_days * 86_400)
     identity = Identity(auth, sessions, oidc=make_oidc(settings), oidc_issuer=settings.oidc_issuer)
+    sockets = Sockets(
+        per_user=settings.max_sockets_per_user, per_address=settings.max_sockets_per_address
+    )
+    sockets.listen(bus)
     try:
         yield Core(
             settings,
@@ -225,6 +231,7 @@ async def open_core(
             ),
             SubscriptionSlots(settings.max_subscriptions_per_user),
             make_shield(settings),
+            sockets,
         )
     finally:
         await runner.stop()

@@ -3,7 +3,8 @@
 A session is a family of refresh tokens. Each refresh replaces the presented token with a
 new one and issues a fresh access token; presenting a replaced token again means it was
 copied, so the whole family is revoked. Logout revokes the family and puts the session id
-on a denylist in Redis that access tokens are checked against until they expire.
+on a denylist in Redis that access tokens are checked against until they expire, and
+announces it so that every replica closes the session's open sockets.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from resolvers import keys
 from resolvers.auth import Auth, Principal, require_person
 from resolvers.errors import NotAuthenticated, ServiceUnavailable
 from resolvers.models import RefreshToken, User
+from resolvers.sockets import announce_revoked
 
 REFRESH_PREFIX = "ckr_"
 _DENY_CACHE_SECONDS = 2.0  # a revoked session is refused everywhere within this
@@ -126,3 +128,4 @@ class Sessions:
         except (redis_errors.RedisError, OSError) as exc:
             raise ServiceUnavailable("could not end the session everywhere; retry") from exc
         self._denied[family] = (True, time.monotonic())
+        await announce_revoked(self._redis, session_id=family)

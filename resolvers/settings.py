@@ -204,6 +204,12 @@ class Settings(BaseSettings):
     graphiql: bool | None = Field(
         None, description="serve GraphiQL on GET /graphql; unset = on except in production"
     )
+    max_sockets_per_user: int = Field(
+        20, ge=1, le=10_000, description="open websockets per user on one API process"
+    )
+    max_sockets_per_address: int = Field(
+        100, ge=1, le=100_000, description="open websockets per client address on one API process"
+    )
 
     @field_validator("allowed_origins")
     @classmethod

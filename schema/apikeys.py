@@ -146,4 +146,7 @@ class ApiKeyMutation:
         info: Info,
         id: Annotated[strawberry.ID, strawberry.argument(description="The key's id.")],
     ) -> ApiKeyResult:
-        return await _key_result(use_cases.revoke_api_key(principal=info.context.user(), key_id=id))
+        revoked = use_cases.revoke_api_key(
+            principal=info.context.user(), key_id=id, redis=info.context.core.redis
+        )
+        return await _key_result(revoked)

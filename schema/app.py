@@ -91,7 +91,12 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         trusted = TrustedDocuments.load(settings.persisted_documents)
     origins = OriginPolicy(settings.allowed_origins, loopback=settings.loopback_origins_allowed)
     view = GraphQLView(
-        build_schema(settings.introspection, trusted),
+        build_schema(
+            settings.introspection,
+            trusted,
+            # Production tells no schema details beyond what introspection is allowed to.
+            hide_suggestions=settings.env == "production" or settings.introspection != "public",
+        ),
         documents=Documents(
             trusted=trusted,
             shared=not settings.embedded_redis,

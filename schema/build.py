@@ -17,7 +17,6 @@ from schema.auth import AuthMutation, AuthQuery
 from schema.creations import CreationMutation, CreationQuery, CreationSubscription
 from schema.documents import TrustedDocuments
 from schema.extensions import (
-    MAX_TOKENS,
     Introspection,
     MaskUnexpectedErrors,
     OperationScope,
@@ -27,6 +26,7 @@ from schema.fanout import SharedEventExecutor
 from schema.guards import OperationShape
 from schema.lexicons import LexiconMutation, LexiconQuery
 from schema.observe import TraceOperations
+from schema.parsing import MAX_TOKENS
 from schema.presets import PresetMutation, PresetQuery
 from schema.tool_fields import build_tool_types
 from schema.types.events import EVENT_TYPES
@@ -72,11 +72,15 @@ class _Schema(strawberry.Schema):
 
 
 def build_schema(
-    introspection: Introspection = "public", trusted: TrustedDocuments | None = None
+    introspection: Introspection = "public",
+    trusted: TrustedDocuments | None = None,
+    *,
+    hide_suggestions: bool = False,
 ) -> strawberry.Schema:
     """The schema with its guards on; extensions are factories (one instance per operation).
     Operations are traced when a tracer provider is installed (`resolvers.tracing`).
-    `introspection` says who may introspect; with `trusted`, only its documents run."""
+    `introspection` says who may introspect; with `trusted`, only its documents run;
+    `hide_suggestions` drops graphql-core's "Did you mean" hints from validation errors."""
     return _Schema(
         query=Query,
         mutation=Mutation,
@@ -85,7 +89,11 @@ def build_schema(
         execution_context_class=SharedEventExecutor,
         extensions=[
             lambda: PreparedOperations(
-                _GUARD_RULES, max_tokens=MAX_TOKENS, introspection=introspection, trusted=trusted
+                _GUARD_RULES,
+                max_tokens=MAX_TOKENS,
+                introspection=introspection,
+                trusted=trusted,
+                hide_suggestions=hide_suggestions,
             ),
             OperationScope,
             *([TraceOperations] if tracing.enabled() else []),

@@ -24,6 +24,7 @@ UVICORN_OPTIONS: dict[str, Any] = {
     "ws_per_message_deflate": False,  # costs CPU on every token frame
     "ws_max_size": 1 << 20,
     "timeout_graceful_shutdown": 10,
+    "server_header": False,  # no `server: uvicorn` advertising the stack
 }
 
 

@@ -19,6 +19,7 @@ from resolvers.errors import NotAuthenticated, ServiceUnavailable
 from resolvers.loaders import Loaders
 from resolvers.queue import JobQueue
 from resolvers.resources import Core
+from resolvers.sockets import OpenSocket
 
 # Set by the OperationScope extension: a websocket's context lives as long as the socket,
 # so loaders must not hang off it.
@@ -39,6 +40,8 @@ class Context:
     auth_error: NotAuthenticated | ServiceUnavailable | None = None
     # Strawberry stores the websocket connection_init payload here.
     connection_params: dict[str, Any] | None = None
+    # The registered socket, on a websocket (schema.websocket).
+    socket: OpenSocket | None = None
 
     @property
     def loaders(self) -> Loaders:
@@ -51,21 +54,13 @@ class Context:
 
     @contextlib.asynccontextmanager
     async def subscription_slot(self, root: str) -> AsyncIterator[None]:
-        """Count a new subscription against the caller's request rate and hold one of their
-        subscription slots while it is open (RateLimited when over either)."""
-        principal = self.principal
-        if principal is not None and isinstance(self.request, WebSocket):
-            # A socket lives long: a logout or a revoked key must stop new subscriptions.
-            try:
-                principal = await self.core.identity.recheck(principal)
-            except NotAuthenticated as exc:
-                self.principal, self.auth_error = None, exc
-                raise
-        await self.core.rate.hit(rate_subject(principal, self.request))
+        """Hold one of the caller's subscription slots while it is open (RateLimited when
+        none is free). The socket already re-checked the caller and counted the operation
+        against their request rate, as it does for every operation (schema.websocket)."""
         gauge = metrics.ACTIVE_SUBSCRIPTIONS.labels(root)
         with contextlib.ExitStack() as stack:
-            if principal is not None:
-                stack.enter_context(self.core.slots.hold(principal.user_id))
+            if self.principal is not None:
+                stack.enter_context(self.core.slots.hold(self.principal.user_id))
             gauge.inc()
             stack.callback(gauge.dec)
             yield

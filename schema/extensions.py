@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterator
-from functools import lru_cache
 from typing import Literal, TypeAlias
 
 from asyncpg.exceptions import InterfaceError, PostgresConnectionError
-from graphql import ASTValidationRule, GraphQLError, GraphQLSchema, parse
+from graphql import ASTValidationRule, DocumentNode, GraphQLError, parse
 from redis import exceptions as redis_errors
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.schema.exceptions import InvalidOperationTypeError
-from strawberry.schema.schema import validate_document
 from tortoise.exceptions import DBConnectionError
 
 from resolvers import metrics
@@ -25,8 +24,8 @@ from resolvers.loaders import Loaders
 from resolvers.logcontext import OPERATION
 from schema.context import current_loaders
 from schema.documents import TrustedDocuments
-from schema.guards import introspects
 from schema.observe import kind_and_root
+from schema.parsing import MAX_ANONYMOUS_CHARS, parse_cached, validate_cached
 from schema.tool_inputs import api_path
 
 log = logging.getLogger("creation_king.graphql")
@@ -79,7 +78,8 @@ class PreparedOperations(SchemaExtension):
     ParserCache and ValidationCache in one extension (see OperationScope for why one).
 
     It also holds, on every transport, who may introspect (`introspection`: public,
-    signed-in or off) and, in trusted-documents mode, that only listed documents run."""
+    signed-in or off), that callers without credentials send small documents only, and,
+    in trusted-documents mode, that only listed documents run."""
 
     def __init__(
         self,
@@ -87,11 +87,14 @@ class PreparedOperations(SchemaExtension):
         max_tokens: int,
         introspection: Introspection = "public",
         trusted: TrustedDocuments | None = None,
+        hide_suggestions: bool = False,
     ) -> None:
         self._rules = rules
+        self._hide_suggestions = hide_suggestions
         self._max_tokens = max_tokens
         self._introspection = introspection
         self._trusted = trusted
+        self._refusal: GraphQLError | None = None
 
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
@@ -101,15 +104,34 @@ class PreparedOperations(SchemaExtension):
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
-        context.graphql_document = parse_cached(context.query, **context.parse_options)
+        query = context.query or ""
+        if len(query) > MAX_ANONYMOUS_CHARS and self._principal() is None:
+            # Not parsed at all; a stand-in of the same kind and name lets strawberry go on
+            # to validation, where the refusal is reported on every transport.
+            self._refusal = GraphQLError(
+                f"a document from a caller without credentials may hold at most "
+                f"{MAX_ANONYMOUS_CHARS:,} characters; this one has {len(query):,}",
+                extensions={"code": "DOCUMENT_TOO_LARGE"},
+            )
+            context.graphql_document = _stand_in(query, context.operation_name)
+        else:
+            context.graphql_document = parse_cached(query, self._max_tokens)
         yield
 
     def on_validate(self) -> Iterator[None]:
         # Refusals are validation errors, not exceptions: strawberry's streaming path (the
         # websockets) lets an exception from a hook escape instead of answering with it.
         context = self.execution_context
+        if self._refusal is not None:
+            context.pre_execution_errors = [self._refusal]
+            yield
+            return
         errors, introspects = validate_cached(
-            context.schema._schema, context.query, self._max_tokens, context.validation_rules
+            context.schema._schema,
+            context.query or "",
+            self._max_tokens,
+            context.validation_rules,
+            hide_suggestions=self._hide_suggestions,
         )
         if self._trusted is not None and not self._trusted.allows(context.query or ""):
             errors = [
@@ -123,9 +145,12 @@ class PreparedOperations(SchemaExtension):
         context.pre_execution_errors = errors
         yield
 
+    def _principal(self) -> object:
+        return getattr(self.execution_context.context, "principal", None)
+
     def _may_introspect(self) -> bool:
         if self._introspection == "signed-in":
-            return getattr(self.execution_context.context, "principal", None) is not None
+            return self._principal() is not None
         return self._introspection == "public"
 
     def _introspection_refused(self) -> GraphQLError:
@@ -140,26 +165,17 @@ class PreparedOperations(SchemaExtension):
         )
 
 
-MAX_TOKENS = 2_000  # tokens in one GraphQL document, checked by the parser
-PARSE_CACHE_SIZE = 512
-VALIDATION_CACHE_SIZE = 512
-parse_cached = lru_cache(maxsize=PARSE_CACHE_SIZE)(parse)
+_OPERATION_KIND = re.compile(r"^(?:\s|,|#[^\n]*)*(query|mutation|subscription)\b")
+_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
 
 
-@lru_cache(maxsize=VALIDATION_CACHE_SIZE)
-def validate_cached(
-    schema: GraphQLSchema,
-    query: str,
-    max_tokens: int,
-    rules: tuple[type[ASTValidationRule], ...],
-) -> tuple[list[GraphQLError], bool]:
-    """A document's validation errors, and whether it introspects (`__schema`, `__type`).
-
-    Keyed by the document's text, not its parsed form: hashing a graphql-core document
-    walks every node (170 us for the introspection query, on every request), a string's
-    hash is a fraction of that."""
-    document = parse_cached(query, max_tokens=max_tokens)
-    return validate_document(schema, document, rules), introspects(document)
+def _stand_in(query: str, operation_name: str | None) -> DocumentNode:
+    """A tiny document of the same operation kind and name as `query` (read without
+    parsing it), for strawberry to check the operation type against."""
+    found = _OPERATION_KIND.match(query[:4096])
+    kind = found.group(1) if found else "query"
+    name = operation_name if operation_name and _NAME.fullmatch(operation_name) else ""
+    return parse(f"{kind} {name} {{ __typename }}")
 
 
 def _is_unexpected(error: GraphQLError) -> bool:

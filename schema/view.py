@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
-import time
-import weakref
 from typing import Any
 
 from cross_web import HTTPException, StarletteRequestAdapter
@@ -15,7 +11,7 @@ from graphql import GraphQLError, get_operation_ast
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
@@ -28,9 +24,10 @@ from resolvers.queue import JobQueue
 from resolvers.resources import Core
 from schema.context import Context, rate_subject
 from schema.documents import Document, DocumentRefused, Documents
-from schema.extensions import MAX_TOKENS, parse_cached
 from schema.ide import ide_response
 from schema.origins import OriginPolicy
+from schema.parsing import MAX_TOKENS, parse_cached
+from schema.websocket import LegacyWSHandler, TransportWSHandler
 
 _SUBSCRIPTION = re.compile(r"^\s*subscription\b", re.MULTILINE)
 MAX_BODY_BYTES = 1 << 20  # as the websocket frame limit; prompts are at most 8,000 characters
@@ -120,9 +117,11 @@ class _RequestAdapter(StarletteRequestAdapter):
 class GraphQLView(GraphQL[Context, None]):
     """Builds the typed context, authenticates sockets, answers bad requests in GraphQL shape,
     and is the HTTP edge: CSRF prevention, GET for queries, APQ and trusted documents,
-    Cache-Control, and the websocket origin check."""
+    Cache-Control, and the websocket origin check (the sockets themselves: schema.websocket)."""
 
     request_adapter_class = _RequestAdapter
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
 
     def _services(self, request: Request | WebSocket) -> tuple[Core, JobQueue]:
         state = request.app.state
@@ -300,39 +299,16 @@ class GraphQLView(GraphQL[Context, None]):
             )
         except (NotAuthenticated, ServiceUnavailable) as exc:
             raise ConnectionRejectionError({"reason": exc.message}) from exc
-        context.principal = principal
         if principal is None:
             return None
+        if context.socket is not None:
+            # Counted against the user's sockets (RateLimited: closed with 4429), indexed
+            # for revocation, and closed with 4401 when the credentials expire.
+            context.socket.bind(principal)
+        context.principal = principal
         USER_ID.set(principal.user_id)
-        websocket = context.request
-        if isinstance(websocket, WebSocket):
-            _close_at(websocket, principal.expires_at)
         return {"expiresAt": principal.expires_at}
 
 
 def _client(request: Request | WebSocket) -> str | None:
     return request.client.host if request.client else None
-
-
-def _close_at(websocket: WebSocket, expires_at: float) -> None:
-    """Close the socket with 4401 when its credentials expire: a client reconnects with a
-    fresh token (subscriptions resume with `after`)."""
-    loop = asyncio.get_running_loop()
-    ref = weakref.ref(websocket)
-
-    def expire() -> None:
-        socket = ref()
-        if socket is not None and socket.application_state is WebSocketState.CONNECTED:
-            task = loop.create_task(_close(socket))
-            _CLOSING.add(task)
-            task.add_done_callback(_CLOSING.discard)
-
-    loop.call_later(max(0.0, expires_at - time.time()), expire)
-
-
-_CLOSING: set[asyncio.Task[None]] = set()
-
-
-async def _close(socket: WebSocket) -> None:
-    with contextlib.suppress(RuntimeError, OSError):  # it may be closing already
-        await socket.close(code=4401, reason="the access token expired")

@@ -140,12 +140,12 @@ def free_port() -> int:
 class Server:
     """A uvicorn server on 127.0.0.1 running in the test's event loop."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **options: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/graphql"
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", **options
         )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from schema.build import build_schema
-from schema.extensions import validate_cached
+from schema.parsing import cache_stats
 
 
 async def test_validation_is_cached_across_operations() -> None:
     schema = build_schema()
-    cache = validate_cached
     query = "{ tools { name mode } __typename }"
     await schema.execute(query)
-    hits = cache.cache_info().hits
+    hits = cache_stats()["validation_hits"]
     for _ in range(3):
         result = await schema.execute(query)
         assert result.errors is None
-    assert cache.cache_info().hits == hits + 3
+    assert cache_stats()["validation_hits"] == hits + 3
 
 
 async def test_deep_aliased_and_huge_queries_are_refused() -> None:
@@ -23,7 +22,7 @@ async def test_deep_aliased_and_huge_queries_are_refused() -> None:
     deep = "{ me { id } " + "".join(f"a{i}: tools {{ name }} " for i in range(16)) + "}"
     result = await schema.execute(deep)
     assert result.errors and "aliases" in result.errors[0].message.lower()
-    huge = "{ " + " ".join("__typename" for _ in range(2_100)) + " }"
+    huge = "{ " + " ".join("a" for _ in range(2_100)) + " }"  # short: under the size cap
     result = await schema.execute(huge)
     assert result.errors and "token" in result.errors[0].message.lower()
 
@@ -55,3 +54,15 @@ async def test_depth_and_aliases_count_through_fragments() -> None:
         f"fragment C on Query {{ {aliased.replace('a', 'b')} }}"
     )
     assert many.errors and any("16 aliases" in error.message for error in many.errors)
+
+
+async def test_callers_without_credentials_send_small_documents_only() -> None:
+    schema = build_schema()
+    padded = "{ tools { name } }\n#" + "x" * 20_000  # a public query behind a long comment
+    small = "{ tools { name } }\n#" + "x" * 10_000
+
+    refused = await schema.execute(padded)
+    answered = await schema.execute(small)
+
+    assert refused.errors and refused.errors[0].extensions == {"code": "DOCUMENT_TOO_LARGE"}
+    assert answered.errors is None and answered.data
