@@ -33,7 +33,7 @@ import httpx
 from graphql import parse
 from strawberry.schema.schema import validate_document
 
-from bench.procs import Server, free_port, start_server
+from bench.procs import Server, free_port, serve_command, start_server
 from bench.services import Services, create_database, drop_database, migrate, server_env
 from bench.stats import ratio
 from bench.throughput import LoadResult, drive
@@ -79,14 +79,7 @@ def _servers(workdir: Path, services: Services) -> Iterator[tuple[Server, Server
             ("trusted", {"CK_PERSISTED_DOCUMENTS": str(manifest)}),
         ):
             port = free_port()
-            command = [
-                str(Path(sys.executable).with_name("creation-king")),
-                "serve",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ]
+            command = serve_command(port)
             env = server_env(
                 services,
                 "",

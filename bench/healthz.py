@@ -20,7 +20,6 @@ import asyncio
 import base64
 import contextlib
 import io
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -31,7 +30,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from bench.procs import Server, free_port, start_server
+from bench.procs import Server, free_port, serve_command, start_server
 from bench.services import JWT_SECRET
 from bench.stats import Summary, ratio
 
@@ -59,10 +58,7 @@ def _image(side: int, fmt: str) -> str:
 @contextlib.contextmanager
 def _server(workdir: Path) -> Iterator[Server]:
     port = free_port()
-    command = [
-        str(Path(sys.executable).with_name("creation-king")),
-        *("serve", "--port", str(port), "--log-level", "warning"),
-    ]
+    command = serve_command(port)
     env = {
         "PATH": "/usr/bin:/bin",
         "PYTHONUNBUFFERED": "1",

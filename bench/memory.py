@@ -16,14 +16,13 @@ It prints the RSS growth of each phase, in MiB and per document.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 
-from bench.procs import free_port, start_server
+from bench.procs import free_port, serve_command, start_server
 
 REPO = Path(__file__).resolve().parent.parent
 QUERY = "query Tools { tools { name } }"
@@ -62,14 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ck-bench-mem-") as tmp:
         port = free_port()
-        command = [
-            str(Path(sys.executable).with_name("creation-king")),
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
+        command = serve_command(port)
         env = {
             "PATH": "/usr/bin:/bin",
             "CK_DATA_DIR": tmp,

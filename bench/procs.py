@@ -94,6 +94,12 @@ class Server:
         self.process.wait()
 
 
+def serve_command(port: int, log_level: str = "warning") -> list[str]:
+    """`creation-king serve` of this venv on 127.0.0.1:`port`."""
+    executable = str(Path(sys.executable).with_name("creation-king"))
+    return [executable, "serve", "--port", str(port), "--log-level", log_level]
+
+
 def start_server(
     name: str,
     command: Sequence[str],
