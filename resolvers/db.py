@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from asyncpg import InterfaceError, PostgresConnectionError
 from tortoise import Tortoise
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
+from tortoise.exceptions import DBConnectionError
 from tortoise.migrations.api import migrate as _migrate
 
 from resolvers import tracing
@@ -16,6 +18,15 @@ MODELS_MODULE = "resolvers.models"
 MIGRATIONS_MODULE = "migrations"
 
 
+# A database that cannot be reached or stopped answering, as its drivers report it: callers
+# outside GraphQL's error masking translate these into ServiceUnavailable.
+OUTAGES: tuple[type[BaseException], ...] = (
+    DBConnectionError,
+    PostgresConnectionError,
+    InterfaceError,
+    ConnectionError,
+    TimeoutError,
+)
 COMMAND_TIMEOUT = 5.0  # seconds a query may take before the request fails (not hangs)
 CONNECT_TIMEOUT = 5
 

@@ -154,7 +154,7 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None,
         description="embedded uploads: this server's URL as clients reach it; "
-        "unset = taken from the request",
+        "unset = the address the server listens on (never the request's Host header)",
     )
     output_inline_bytes: int = Field(
         262_144, ge=1_024, description="longer outputs are kept in object storage"
@@ -209,6 +209,37 @@ class Settings(BaseSettings):
     )
     max_sockets_per_address: int = Field(
         100, ge=1, le=100_000, description="open websockets per client address on one API process"
+    )
+
+    login_failures_allowed: int = Field(
+        5,
+        ge=1,
+        le=1_000,
+        description="wrong passwords for one account from one client address before sign-in "
+        "there is locked for a while (HTTP, websocket and /oauth/token alike)",
+    )
+    login_lock_seconds: int = Field(
+        30,
+        ge=1,
+        le=3_600,
+        description="the first lock after too many wrong passwords; each further one doubles, "
+        "up to 15 minutes",
+    )
+    token_endpoint_per_minute: int = Field(
+        30, ge=1, le=100_000, description="POST /oauth/token requests per client address"
+    )
+    upload_quota_bytes: int = Field(
+        1_073_741_824, ge=0, description="bytes of stored uploads per user; 0 = unlimited"
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="when set, GET /metrics and the details of /readyz need "
+        "`Authorization: Bearer <token>`; production without it serves neither publicly",
+    )
+    cache_scope: Literal["user", "global"] = Field(
+        "user",
+        description="who shares answers and runs in flight: one user's identical requests "
+        "only, or everyone's (answers to requests that carry no uploaded content)",
     )
 
     @field_validator("allowed_origins")

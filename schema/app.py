@@ -29,8 +29,9 @@ from resolvers.settings import Settings
 from schema.build import build_schema
 from schema.documents import Documents, TrustedDocuments
 from schema.ide import ide_routes
+from schema.logs import redact_tickets
 from schema.oauth import token_endpoint
-from schema.observe import RequestMetrics, metrics_endpoint
+from schema.observe import RequestMetrics, metrics_endpoint, operator_may_see
 from schema.origins import CORS, OriginPolicy
 from schema.uploads import receive_upload
 from schema.view import GraphQLView
@@ -84,6 +85,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
             app.state.core, app.state.queue = opened.core, opened.queue
             yield
 
+    redact_tickets()  # however the app is served, its access log keeps upload URLs secret
     # Before the schema and the clients are built: both look for an installed tracer.
     tracing.configure(enabled_by_settings=settings.tracing, service="creation-king-api")
     trusted = None
@@ -134,6 +136,8 @@ async def _healthz(_request: Request) -> JSONResponse:
 
 
 async def _readyz(request: Request) -> JSONResponse:
+    """200 or 503 for anyone (the probes); which checks failed only for operators
+    (`schema.observe.operator_may_see`)."""
     core: Core = request.app.state.core
     checks = dict(
         zip(
@@ -143,10 +147,10 @@ async def _readyz(request: Request) -> JSONResponse:
         )
     )
     ready = all(checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "unavailable", "checks": checks},
-        status_code=200 if ready else 503,
-    )
+    body: dict[str, object] = {"status": "ready" if ready else "unavailable"}
+    if operator_may_see(request, core.settings):
+        body["checks"] = checks
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 async def _check_db() -> bool:

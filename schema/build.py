@@ -28,6 +28,7 @@ from schema.lexicons import LexiconMutation, LexiconQuery
 from schema.observe import TraceOperations
 from schema.parsing import MAX_TOKENS
 from schema.presets import PresetMutation, PresetQuery
+from schema.strings import PlainStrings
 from schema.tool_fields import build_tool_types
 from schema.types.events import EVENT_TYPES
 from schema.uploads import UploadMutation, UploadQuery
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
 # The rule classes are part of the validation cache's key: the same tuple every time.
-_GUARD_RULES: tuple[type[ASTValidationRule], ...] = (OperationShape,)
+_GUARD_RULES: tuple[type[ASTValidationRule], ...] = (OperationShape, PlainStrings)
 
 ToolMutation, ToolSubscription = build_tool_types()
 Query = merge_types(

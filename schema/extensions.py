@@ -11,35 +11,27 @@ import uuid
 from collections.abc import Iterator
 from typing import Literal, TypeAlias
 
-from asyncpg.exceptions import InterfaceError, PostgresConnectionError
 from graphql import ASTValidationRule, DocumentNode, GraphQLError, parse
 from redis import exceptions as redis_errors
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.schema.exceptions import InvalidOperationTypeError
-from tortoise.exceptions import DBConnectionError
 
 from resolvers import metrics
-from resolvers.errors import CreationKingError
+from resolvers.db import OUTAGES
+from resolvers.errors import CreationKingError, InvalidInput
 from resolvers.loaders import Loaders
 from resolvers.logcontext import OPERATION
 from schema.context import current_loaders
 from schema.documents import TrustedDocuments
 from schema.observe import kind_and_root
 from schema.parsing import MAX_ANONYMOUS_CHARS, parse_cached, validate_cached
+from schema.strings import invalid_string, refusal, variable_errors
 from schema.tool_inputs import api_path
 
 log = logging.getLogger("creation_king.graphql")
 Introspection: TypeAlias = Literal["public", "signed-in", "off"]
 # Failures of the services under us, not of our code: answered SERVICE_UNAVAILABLE.
-_OUTAGES = (
-    DBConnectionError,
-    PostgresConnectionError,
-    InterfaceError,
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
-    ConnectionError,
-    TimeoutError,
-)
+_OUTAGES = (*OUTAGES, redis_errors.ConnectionError, redis_errors.TimeoutError)
 
 
 class OperationScope(SchemaExtension):
@@ -79,7 +71,9 @@ class PreparedOperations(SchemaExtension):
 
     It also holds, on every transport, who may introspect (`introspection`: public,
     signed-in or off), that callers without credentials send small documents only, and,
-    in trusted-documents mode, that only listed documents run."""
+    in trusted-documents mode, that only listed documents run. Strings in the variables
+    are checked here too (`schema.strings`; literals by its validation rule), so that no
+    resolver ever sees a NUL or a lone surrogate."""
 
     def __init__(
         self,
@@ -105,7 +99,14 @@ class PreparedOperations(SchemaExtension):
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
         query = context.query or ""
-        if len(query) > MAX_ANONYMOUS_CHARS and self._principal() is None:
+        name = context.operation_name
+        if isinstance(name, str) and (reason := refusal(name)) is not None:
+            # Refused before strawberry looks the name up (and echoes it, unencodable);
+            # strawberry 0.341 has no setter for the name it was given.
+            self._refusal = invalid_string("operationName", reason)
+            context._provided_operation_name = None
+            context.graphql_document = _stand_in(query, None)
+        elif len(query) > MAX_ANONYMOUS_CHARS and self._principal() is None:
             # Not parsed at all; a stand-in of the same kind and name lets strawberry go on
             # to validation, where the refusal is reported on every transport.
             self._refusal = GraphQLError(
@@ -142,6 +143,8 @@ class PreparedOperations(SchemaExtension):
             ]
         elif not errors and introspects and not self._may_introspect():
             errors = [self._introspection_refused()]
+        if not errors:
+            errors = variable_errors(context.variables)
         context.pre_execution_errors = errors
         yield
 
@@ -199,9 +202,10 @@ class MaskUnexpectedErrors(MaskErrors):
             errors = self._process_errors(errors)
             for error in errors:
                 # An input error names its field as the API does (`maxTokens`), as the
-                # InvalidInputError union member does.
+                # InvalidInputError union member does. (Errors of the boundary checks, such
+                # as schema.strings, name them as sent already.)
                 field = (error.extensions or {}).get("field")
-                if isinstance(field, str):
+                if isinstance(field, str) and isinstance(error.original_error, InvalidInput):
                     error.extensions["field"] = api_path(field)  # type: ignore[index]
             result.errors = errors  # type: ignore[attr-defined]
 

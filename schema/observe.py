@@ -1,8 +1,14 @@
-"""Request-level observability: latency metrics, request ids and `/metrics`."""
+"""Request-level observability: latency metrics, request ids and `/metrics`.
+
+`/metrics` and the details of `/readyz` are for operators: with `CK_METRICS_TOKEN` set they
+need `Authorization: Bearer <token>`; without one, production serves no metrics (404) and
+readiness as a bare status, while dev and test keep both open.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,7 +21,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis import exceptions as redis_errors
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.tracing.utils import should_skip_tracing
@@ -24,6 +30,7 @@ from strawberry.types import ExecutionContext
 from resolvers import keys, metrics, tracing
 from resolvers.logcontext import REQUEST_ID
 from resolvers.resources import Core
+from resolvers.settings import Settings
 
 _MAX_REQUEST_ID = 64
 
@@ -150,9 +157,30 @@ def kind_and_root(context: ExecutionContext) -> tuple[str, str]:
     return kind, "none"
 
 
+def operator_may_see(request: Request, settings: Settings) -> bool:
+    """Whether the request may read metrics and readiness details: with `metrics_token`
+    set, only with `Authorization: Bearer <token>` (compared in constant time); without
+    one, only outside production."""
+    token = settings.metrics_token
+    if token is None:
+        return settings.env != "production"
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    expected = token.get_secret_value().encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
+
+
 async def metrics_endpoint(request: Request) -> Response:
-    """Prometheus text format; the queue depth is read from Redis at scrape time."""
+    """Prometheus text format; the queue depth is read from Redis at scrape time. Without
+    the operator's token: 401 when one is set, 404 in production without one."""
     core: Core = request.app.state.core
+    if not operator_may_see(request, core.settings):
+        if core.settings.metrics_token is None:
+            return PlainTextResponse("Not Found", status_code=404)
+        return PlainTextResponse(
+            "metrics need Authorization: Bearer <CK_METRICS_TOKEN>",
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     if core.settings.redis_url:
         # On failure the gauge keeps its last value; readiness reports Redis itself.
         with contextlib.suppress(redis_errors.RedisError, OSError):

@@ -7,18 +7,20 @@ from enum import Enum
 from typing import Annotated
 
 import strawberry
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
 from resolvers import models
 from resolvers import upload as use_cases
 from resolvers.errors import CreationKingError, InvalidInput
 from resolvers.resources import Core
+from resolvers.settings import Settings
 from resolvers.storage import LocalStore
 from schema.context import Info
 from schema.types.errors import (
     AuthError,
     InvalidInputError,
+    NotFoundError,
     UnavailableError,
     from_exception_as,
 )
@@ -87,7 +89,8 @@ class UploadTicket:
     upload: Upload = strawberry.field(description="The upload, PENDING until used.")
     url: str = strawberry.field(
         description="Where to send the bytes: a presigned S3 URL, or this server's "
-        "/uploads/ endpoint in embedded mode. Needs no Authorization header."
+        "/uploads/ endpoint in embedded mode (at CK_PUBLIC_URL, else the address the server "
+        "was reached on). Needs no Authorization header; keep it secret until it expires."
     )
     method: str = strawberry.field(description="The HTTP method: PUT.")
     headers: list[UploadHeader] = strawberry.field(description="Headers to send with it.")
@@ -110,6 +113,29 @@ CreateUploadResult = Annotated[
     UploadTicket | InvalidInputError | AuthError | UnavailableError,
     strawberry.union("CreateUploadResult", description="The upload ticket, or why not."),
 ]
+DeleteUploadResult = Annotated[
+    Upload | AuthError | NotFoundError | UnavailableError,
+    strawberry.union("DeleteUploadResult", description="The deleted upload, or why not."),
+]
+
+
+def upload_base_url(settings: Settings, connection: HTTPConnection) -> str:
+    """The base of embedded upload URLs: `public_url` when set, else the address the server
+    itself was reached on (the ASGI scope's `server`, its socket's own address), never the
+    Host header: a forged one would point the capability URL at another host. Behind a
+    proxy or a port mapping, set CK_PUBLIC_URL. Production presigns S3 URLs instead (its
+    settings require CK_S3_BUCKET), where no base URL is used."""
+    if settings.public_url:
+        return settings.public_url
+    scheme = "https" if connection.scope.get("scheme") in ("https", "wss") else "http"
+    server = connection.scope.get("server")
+    if not server:  # a Unix socket: no address of ours to name
+        return f"{scheme}://localhost"
+    host, port = str(server[0]), server[1]
+    if ":" in host:
+        host = f"[{host}]"
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" if port in (None, default) else f"{scheme}://{host}:{port}"
 
 
 @strawberry.type
@@ -131,7 +157,10 @@ class UploadQuery:
 class UploadMutation:
     @strawberry.mutation(
         description="Start an upload: returns a short-lived URL to PUT the file to. Images "
-        "and audio too large for a base64 field go this way."
+        "and audio too large for a base64 field go this way. Refused (INVALID_INPUT) with 50 "
+        "unused uploads whose URLs are still live, or when your uploads would hold more than "
+        "the server's upload quota (the message says how much they hold and may). An unused "
+        "upload is deleted a few minutes after its URL expires."
     )
     async def create_upload(
         self,
@@ -140,7 +169,6 @@ class UploadMutation:
     ) -> CreateUploadResult:
         ctx = info.context
         settings = ctx.core.settings
-        base_url = settings.public_url or str(ctx.request.base_url)
         try:
             ticket = await use_cases.create_upload(
                 principal=ctx.user(),
@@ -148,8 +176,9 @@ class UploadMutation:
                 content_type=input.content_type,
                 size=input.size,
                 store=ctx.core.outputs.store,
-                base_url=base_url,
+                base_url=upload_base_url(settings, ctx.request),
                 expires_in=settings.upload_url_ttl_seconds,
+                quota_bytes=settings.upload_quota_bytes,
             )
         except CreationKingError as exc:
             return from_exception_as(exc, InvalidInputError, AuthError)
@@ -161,6 +190,24 @@ class UploadMutation:
             headers=[UploadHeader(name=k, value=v) for k, v in target.headers.items()],
             expires_at=ticket.upload.created_at + timedelta(seconds=target.expires_in),
         )
+
+    @strawberry.mutation(
+        description="Delete one of your uploads and its bytes, freeing its share of your "
+        "upload quota; returns it as it was. Creations that used it keep their results."
+    )
+    async def delete_upload(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The upload's id.")],
+    ) -> DeleteUploadResult:
+        ctx = info.context
+        try:
+            row = await use_cases.delete_upload(
+                principal=ctx.user(), upload_id=id, store=ctx.core.outputs.store
+            )
+        except CreationKingError as exc:
+            return from_exception_as(exc, AuthError, NotFoundError)
+        return Upload.from_model(row)
 
 
 def _refused(status: int, message: str) -> JSONResponse:

@@ -253,9 +253,7 @@ GARBAGE = [
     "ckr_" + "A" * 43,
     "ckr_" + "A" * 100_000,
     "x" * 300_000,
-    "ckr_\x00\x01",
     "ckr_é漢字🙂",
-    "ckr_\ud800",  # a lone surrogate: valid JSON, not encodable as UTF-8
 ]
 
 
