@@ -19,6 +19,7 @@ from joserfc.jwt import JWTClaimsRegistry
 from tortoise.exceptions import IntegrityError
 
 from resolvers import cpu
+from resolvers.db import OUTAGES
 from resolvers.errors import (
     EmailTaken,
     Forbidden,
@@ -28,6 +29,7 @@ from resolvers.errors import (
 )
 from resolvers.models import Role, User
 from resolvers.scopes import scope_allows
+from resolvers.throttle import Throttle, account_of
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 MIN_PASSWORD = 8
@@ -48,7 +50,7 @@ class Principal:
     role: Role = Role.USER
     scopes: frozenset[str] | None = None
     key_id: str | None = None  # the API key (or OAuth client) acting for the user
-    session_id: str | None = None  # the sign-in session, revoked by logout
+    session_id: str | None = None  # the sign-in session (or external token), ended by logout
     client: str | None = None  # the caller's address, for the audit log
 
     @property
@@ -77,6 +79,23 @@ def require_user(principal: Principal | None, scope: str | None = None) -> Princ
     if scope is not None and not principal.allows(scope):
         raise Forbidden(f"this key or client lacks the scope {scope!r}")
     return principal
+
+
+async def require_account(user_id: str) -> None:
+    """NotAuthenticated when the account a valid token names was deleted since it was issued.
+
+    Asked where an operation failed on the missing account (an insert naming it as owner), not
+    on every request: a deleted user's reads find nothing of theirs, and an outage of the
+    database must not turn into refused sign-ins. A database that cannot say counts as yes.
+    """
+    try:
+        exists = await User.exists(id=uuid.UUID(user_id))
+    except ValueError:
+        exists = False
+    except OUTAGES:
+        return
+    if not exists:
+        raise NotAuthenticated("this account no longer exists")
 
 
 def require_person(principal: Principal | None) -> Principal:
@@ -184,11 +203,25 @@ class Auth:
             raise EmailTaken("an account with this e-mail exists") from exc
         return user
 
-    async def login(self, email: str, password: str) -> User:
-        """The account these credentials open; the same error for every mismatch."""
+    async def login(
+        self,
+        email: str,
+        password: str,
+        *,
+        throttle: Throttle | None = None,
+        address: str | None = None,
+    ) -> User:
+        """The account these credentials open; the same error for every mismatch. With a
+        throttle, Locked after too many failures for this account or `address`."""
         email = email.strip().lower()[:254]
         if not _is_text(email) or not _is_text(password):
             raise InvalidCredentials("wrong e-mail or password")
+        if throttle is None:
+            return await self._check(email, password)
+        async with throttle.attempt(account_of(email), address):
+            return await self._check(email, password)
+
+    async def _check(self, email: str, password: str) -> User:
         user = await User.get_or_none(email=email)
         stored = user.password_hash if user else self._dummy_hash
         try:

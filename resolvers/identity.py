@@ -3,14 +3,20 @@
 `Authorization: Bearer <token>` holds one of: our own access token (a person's session, or
 an OAuth client's token), an API key (`ck_...`), or an access token from the configured
 external OIDC issuer (RS256, checked against its JWKS). `X-API-Key: ck_...` works too.
+
+A token outlives nothing it stands for: a session's token is refused once its session ended
+or its account was deleted, an OAuth client's once its key was revoked (a key dies with its
+account), an issuer's token once it logged out (it is its own session, see `_external`).
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 import secrets
+import uuid
 from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
@@ -19,6 +25,7 @@ from resolvers.apikeys import check_key, looks_like_key, verify_api_key
 from resolvers.auth import Auth, Principal
 from resolvers.errors import NotAuthenticated, ServiceUnavailable
 from resolvers.models import Role, User
+from resolvers.scopes import external_scopes
 from resolvers.sessions import Sessions
 
 if TYPE_CHECKING:
@@ -93,12 +100,24 @@ class Identity:
             raise ServiceUnavailable("the identity provider cannot be reached") from exc
         except ExternalTokenError as exc:
             raise NotAuthenticated(str(exc)) from exc
-        user = await _user_for(identity.issuer, identity.subject, identity.email)
-        return Principal(
+        # Only an address the issuer verified may label the account (never link to one).
+        email = identity.email if identity.email_verified else None
+        user = await _user_for(identity.issuer, identity.subject, email)
+        principal = Principal(
             user_id=str(user.id),
             expires_at=identity.expires_at,
             role=user.role,
+            scopes=external_scopes(identity.scopes),
+            # The token is its own session: `logout` revokes it until it expires, and its
+            # sockets are indexed under it to close then.
+            session_id=external_session_id(token),
         )
+        return await self._sessions.check(principal)
+
+
+def external_session_id(token: str) -> str:
+    """The session id an issuer's token stands for: a UUID made from its hash."""
+    return str(uuid.UUID(bytes=hashlib.sha256(token.encode()).digest()[:16]))
 
 
 def _issuer(token: str) -> str | None:
@@ -123,7 +142,8 @@ def _same_issuer(seen: str | None, configured: str | None) -> bool:
 
 
 async def _user_for(issuer: str, subject: str, email: str | None) -> User:
-    """The account of an external identity, made on its first visit."""
+    """The account of an external identity, made on its first visit; `email` (verified by
+    the issuer, or None) labels a new account unless a local one has it."""
     external_id = f"{issuer}|{subject}"[:300]
     user = await User.get_or_none(external_id=external_id)
     if user is not None:

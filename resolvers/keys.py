@@ -50,6 +50,17 @@ def in_flight(key: str) -> str:
     return f"{PREFIX}:inflight:{{{key}}}"
 
 
+def shared_run(creation_id: str) -> str:
+    """The id under which a cancelled creation's run goes on for the requests sharing it:
+    its log, lease and final structured result use this id."""
+    return f"{creation_id}:shared"
+
+
+def shared_result(creation_id: str) -> str:
+    """The structured result of a shared run that went on after its source was cancelled."""
+    return f"{PREFIX}:{{c:{shared_run(creation_id)}}}:result"
+
+
 def revoked_session(session_id: str) -> str:
     """Set when a sign-in session ends; its access tokens are refused until they expire."""
     return f"{PREFIX}:session:{{{session_id}}}:revoked"
@@ -68,3 +79,15 @@ def token_quota(subject: str, period: str) -> str:
 def persisted_query(sha256: str) -> str:
     """An automatic persisted query's text, by its SHA-256 (Apollo's APQ)."""
     return f"{PREFIX}:apq:{sha256}"
+
+
+def signin_failures(account: str, address: str | None = None) -> str:
+    """Failed sign-ins of one account (a hash of its name), from one client address or from
+    anywhere: a hash of fails, lock level, locked-until and refused attempts."""
+    suffix = f":from:{address}" if address is not None else ":all"
+    return f"{PREFIX}:signin:{{a:{account}}}{suffix}"
+
+
+def signin_address_failures(address: str) -> str:
+    """Failed sign-ins from one client address, to any account (same hash as above)."""
+    return f"{PREFIX}:signin:{{ip:{address}}}"

@@ -10,7 +10,7 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 
 from resolvers import scopes
-from resolvers.auth import Principal, require_user
+from resolvers.auth import Principal, require_account, require_user
 from resolvers.errors import InvalidInput, NotFound
 from resolvers.models import Lexicon
 from resolvers.tools.base import check_text
@@ -80,6 +80,7 @@ async def create_lexicon(
     try:
         return await Lexicon.create(owner_id=user.user_id, **values)
     except IntegrityError:
+        await require_account(user.user_id)  # the owner may be what is missing
         raise InvalidInput("name: you have a lexicon with this name", field="name") from None
 
 

@@ -290,14 +290,20 @@ def _parse_key_set(document: object, algorithms: tuple[str, ...]) -> dict[str, R
 
 
 def _scopes(claims: dict[str, Any]) -> frozenset[str]:
-    """`scope` (space-separated, OAuth 2) and `permissions` (Auth0 RBAC), merged."""
-    scope = claims.get("scope") or ""
-    permissions = claims.get("permissions") or []
-    if not isinstance(scope, str) or not (
-        isinstance(permissions, list) and all(isinstance(p, str) for p in permissions)
-    ):
-        raise ExternalTokenError("token scopes are malformed", reason="claims")
-    return frozenset(scope.split()) | frozenset(permissions)
+    """`scope` (space-separated, OAuth 2), `scp` (a string: Azure AD; a list: Okta) and
+    `permissions` (Auth0 RBAC), merged."""
+    found: set[str] = set()
+    for name in ("scope", "scp", "permissions"):
+        value = claims.get(name)
+        if value is None or value == "":
+            continue
+        if isinstance(value, str) and name != "permissions":
+            found.update(value.split())
+        elif isinstance(value, list) and name != "scope" and all(isinstance(v, str) for v in value):
+            found.update(value)
+        else:
+            raise ExternalTokenError("token scopes are malformed", reason="claims")
+    return frozenset(found)
 
 
 def _string_or_none(value: object) -> str | None:

@@ -9,7 +9,7 @@ from tortoise.exceptions import IntegrityError
 
 from inference import tarot
 from resolvers import scopes
-from resolvers.auth import Principal, require_user
+from resolvers.auth import Principal, require_account, require_user
 from resolvers.errors import InvalidInput, NotFound
 from resolvers.models import Preset
 
@@ -32,6 +32,7 @@ async def save_preset(
     try:
         return await Preset.create(owner_id=user.user_id, tool=tool, name=name, data=data)
     except IntegrityError:
+        await require_account(user.user_id)  # the owner may be what is missing
         raise InvalidInput("name: you already saved one with this name", field="name") from None
 
 

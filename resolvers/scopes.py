@@ -30,6 +30,8 @@ AREA_SCOPES: dict[str, str] = {
     TOOLS_ANY: "Start creations with any tool.",
 }
 MAX_SCOPES = 40
+# Names an external issuer may use for ours (besides ours and Auth0's `read:creations` form).
+_EXTERNAL_ALIASES = {"creations:write": TOOLS_ANY}
 
 
 def tool_scope(tool: str) -> str:
@@ -57,3 +59,19 @@ def check_scopes(scopes: Iterable[str], tools: Iterable[str]) -> frozenset[str]:
                 field="scopes",
             )
     return chosen
+
+
+def external_scopes(claimed: Iterable[str]) -> frozenset[str] | None:
+    """Our scopes among an external issuer's token scopes: ours by name (`creations:read`),
+    in Auth0's `action:area` form (`read:creations`), `creations:write` as `tools:*`; others
+    (`openid`...) are dropped. None when it names none of ours: an issuer that defines no
+    scopes for our API signs people in, and a person's session needs none."""
+    ours: set[str] = set()
+    for scope in claimed:
+        first, _, second = scope.strip().partition(":")
+        for spelled in (f"{first}:{second}", f"{second}:{first}"):
+            name = _EXTERNAL_ALIASES.get(spelled, spelled)
+            if name in AREA_SCOPES or (name.startswith("tools:") and len(name) > len("tools:")):
+                ours.add(name)
+                break
+    return frozenset(ours) if ours else None

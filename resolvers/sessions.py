@@ -4,7 +4,8 @@ A session is a family of refresh tokens. Each refresh replaces the presented tok
 new one and issues a fresh access token; presenting a replaced token again means it was
 copied, so the whole family is revoked. Logout revokes the family and puts the session id
 on a denylist in Redis that access tokens are checked against until they expire, and
-announces it so that every replica closes the session's open sockets.
+announces it so that every replica closes the session's open sockets. An external OIDC
+token counts as a session of its own (resolvers.identity), so logout works for it too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from resolvers import keys
-from resolvers.auth import Auth, Principal, require_person
+from resolvers.auth import Auth, Principal, require_person, require_user
 from resolvers.errors import NotAuthenticated, ServiceUnavailable
 from resolvers.models import RefreshToken, User
 from resolvers.sockets import announce_revoked
@@ -83,11 +84,13 @@ class Sessions:
         return session
 
     async def logout(self, principal: Principal | None) -> None:
-        """End the caller's session: its refresh tokens and its access tokens stop working."""
-        user = require_person(principal)
+        """End the caller's session: its refresh tokens and its access tokens stop working.
+        An external issuer's token is its own session: it stops working until it expires."""
+        user = require_user(principal)
         if user.session_id is None:
+            require_person(user)  # an API key or OAuth client: Forbidden
             raise NotAuthenticated("this token does not belong to a session")
-        await self._revoke_family(user.session_id)
+        await self._revoke_family(user.session_id, until=user.expires_at)
 
     async def check(self, principal: Principal) -> Principal:
         """The principal, unless its session was ended (NotAuthenticated)."""
@@ -119,12 +122,15 @@ class Sessions:
         access = self._auth.issue(str(user.id), role=user.role, session_id=str(family))
         return SignedIn(user, access, token, self._auth.ttl_seconds)
 
-    async def _revoke_family(self, family: str) -> None:
+    async def _revoke_family(self, family: str, *, until: int = 0) -> None:
+        """Revoke a session; its access tokens are refused until `until` (epoch seconds) and
+        at least one access token lifetime, plus a minute of leeway."""
         await RefreshToken.filter(family=family, revoked_at=None).update(
             revoked_at=datetime.now(UTC)
         )
+        deny = max(self._auth.ttl_seconds, until - int(time.time())) + 60
         try:
-            await self._redis.set(keys.revoked_session(family), "1", ex=self._auth.ttl_seconds + 60)
+            await self._redis.set(keys.revoked_session(family), "1", ex=deny)
         except (redis_errors.RedisError, OSError) as exc:
             raise ServiceUnavailable("could not end the session everywhere; retry") from exc
         self._denied[family] = (True, time.monotonic())

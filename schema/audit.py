@@ -8,10 +8,13 @@ from typing import Annotated, Any
 
 import strawberry
 from strawberry.extensions import FieldExtension
+from tortoise.exceptions import IntegrityError
 
 from resolvers import audit as use_cases
 from resolvers import models
+from resolvers.auth import require_account
 from resolvers.errors import CreationKingError
+from resolvers.throttle import Locked
 from resolvers.tools import TOOLS
 from schema.context import Info
 
@@ -25,13 +28,31 @@ class Audited(FieldExtension):
         self, next_: Callable[..., Awaitable[Any]], source: Any, info: Info, **kwargs: Any
     ) -> Any:
         ctx = info.context
+        client = ctx.request.client.host if ctx.request.client else None
         try:
             result = await next_(source, info, **kwargs)
-        except CreationKingError as exc:
-            await use_cases.record(ctx.principal, info.field_name, outcome=exc.code)
+        except Locked as exc:
+            # One entry when a sign-in lock begins; the refusals while it holds are only
+            # counted (the next lock's entry says how many), so guessing cannot fill the log.
+            if exc.began is not None:
+                await use_cases.record(
+                    ctx.principal,
+                    info.field_name,
+                    outcome=exc.code,
+                    detail=exc.began,
+                    client=client,
+                )
             raise
-        except Exception:
-            await use_cases.record(ctx.principal, info.field_name, outcome="INTERNAL")
+        except CreationKingError as exc:
+            await use_cases.record(ctx.principal, info.field_name, outcome=exc.code, client=client)
+            raise
+        except Exception as exc:
+            if ctx.principal is not None and isinstance(exc, IntegrityError):
+                # An insert naming a deleted account as owner: the account is gone.
+                await require_account(ctx.principal.user_id)
+            await use_cases.record(
+                ctx.principal, info.field_name, outcome="INTERNAL", client=client
+            )
             raise
         code = getattr(result, "code", None)
         ids = [str(kwargs["id"])] if "id" in kwargs else []
@@ -42,7 +63,7 @@ class Audited(FieldExtension):
             outcome=code.value if code is not None else use_cases.OK,
             tool=info.field_name if info.field_name in TOOLS else None,
             object_ids=list(dict.fromkeys(ids)),
-            client=ctx.request.client.host if ctx.request.client else None,
+            client=client,
         )
         return result
 

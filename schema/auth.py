@@ -6,11 +6,15 @@ from collections.abc import Awaitable
 from typing import Annotated
 
 import strawberry
+from starlette.requests import Request
+from starlette.websockets import WebSocket
 
 from resolvers.auth import require_user
 from resolvers.errors import CreationKingError, NotAuthenticated
 from resolvers.models import User as UserRow
+from resolvers.resources import Core
 from resolvers.sessions import SignedIn
+from resolvers.throttle import Locked, Throttle
 from schema.context import Info
 from schema.types.auth import (
     AuthResult,
@@ -42,10 +46,28 @@ class AuthQuery:
         return User.from_model(row)
 
 
+def signin_throttle(core: Core) -> Throttle:
+    """The sign-in throttle of password logins and OAuth client secrets alike."""
+    settings = core.settings
+    return Throttle(
+        core.redis,
+        allowed=settings.login_failures_allowed,
+        lock_seconds=settings.login_lock_seconds,
+    )
+
+
+def client_address(request: Request | WebSocket) -> str | None:
+    """The caller's address: the socket peer (behind a proxy, the proxy's)."""
+    return request.client.host if request.client else None
+
+
 async def _signed_in(info: Info, call: Awaitable[UserRow]) -> AuthResult:
-    """Open a session for the account `call` returns."""
+    """Open a session for the account `call` returns. A locked sign-in is raised, not
+    returned: it becomes a RATE_LIMITED error with `retryAfter`."""
     try:
         session = await info.context.core.sessions.start(await call)
+    except Locked:
+        raise
     except CreationKingError as exc:
         return auth_failure(exc)
     return _session(session)
@@ -70,13 +92,22 @@ class AuthMutation:
     ) -> AuthResult:
         return await _signed_in(info, info.context.core.auth.register(input.email, input.password))
 
+    # The description cannot say so until schema/schema.graphql is regenerated: after too
+    # many wrong passwords, login answers a RATE_LIMITED error with `retryAfter` instead.
     @strawberry.mutation(description="Sign in with e-mail and password.")
     async def login(
         self,
         info: Info,
         input: Annotated[LoginInput, strawberry.argument(description="The credentials.")],
     ) -> AuthResult:
-        return await _signed_in(info, info.context.core.auth.login(input.email, input.password))
+        core = info.context.core
+        call = core.auth.login(
+            input.email,
+            input.password,
+            throttle=signin_throttle(core),
+            address=client_address(info.context.request),
+        )
+        return await _signed_in(info, call)
 
     @strawberry.mutation(
         description="Trade a refresh token for a new access token and a new refresh token. "

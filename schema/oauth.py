@@ -26,9 +26,13 @@ from starlette.responses import JSONResponse, Response
 from resolvers import audit
 from resolvers.apikeys import client_id_of, find_key
 from resolvers.auth import Auth, Principal
-from resolvers.errors import NotAuthenticated, ServiceUnavailable
+from resolvers.errors import NotAuthenticated, RateLimited, ServiceUnavailable
+from resolvers.limits import RateLimiter
 from resolvers.models import ApiKey, Role
 from resolvers.resources import Core
+from resolvers.throttle import Locked, client_of
+from schema.auth import client_address, signin_throttle
+from schema.strings import refusal
 
 MAX_FORM_BYTES = 4_096
 
@@ -133,6 +137,8 @@ def _credentials(request: Request, form: dict[str, str]) -> tuple[str, str] | No
             client_id, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return None
+        if refusal(client_id) or refusal(secret):
+            return None  # no client has such a name: invalid_client, with nothing looked up
         return client_id, secret
     if "client_id" in form and "client_secret" in form:
         return form["client_id"], form["client_secret"]
@@ -148,8 +154,19 @@ def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
 
 
 async def token_endpoint(request: Request) -> Response:
-    """Exchange an API key's client credentials for a short-lived, scoped access token."""
+    """Exchange an API key's client credentials for a short-lived, scoped access token.
+
+    Requests are limited per client address (`token_endpoint_per_minute`), and wrong client
+    secrets lock the client id at that address as wrong passwords lock an account
+    (resolvers.throttle): both answer 429 with `Retry-After`, and neither writes to the
+    audit log except once when a lock begins."""
     core: Core = request.app.state.core
+    address = client_address(request)
+    per_minute = core.settings.token_endpoint_per_minute
+    try:
+        await RateLimiter(core.redis, per_minute=per_minute).hit(f"oauth:{address or 'unknown'}")
+    except RateLimited as exc:
+        return _too_many(exc)
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
         return _oauth_error(413, "invalid_request", "the request body is too large")
@@ -161,16 +178,20 @@ async def token_endpoint(request: Request) -> Response:
         form = dict(parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=10))
     except (UnicodeDecodeError, ValueError):
         return _oauth_error(400, "invalid_request", "the form is not valid")
-    client: _Client | None = None
-    credentials = _credentials(request, form)
-    if credentials is not None:
-        try:
-            key = await find_key(credentials[1], client_id=credentials[0])
-            client = _Client(key, credentials[1])
-        except NotAuthenticated:
-            client = None  # authlib answers invalid_client
-        except ServiceUnavailable:
-            return _oauth_error(503, "temporarily_unavailable", "try again later")
+    for name, value in form.items():
+        reason = refusal(name) or refusal(value)
+        if reason is not None:  # checked once here, as GraphQL strings are (schema.strings)
+            return _oauth_error(400, "invalid_request", f"form field {name[:40]!r}: {reason}")
+    try:
+        client = await _client(core, _credentials(request, form), address)
+    except Locked as exc:
+        if exc.began is not None:
+            await audit.record(
+                None, "oauthToken", outcome=exc.code, detail=exc.began, client=address
+            )
+        return _too_many(exc)
+    except ServiceUnavailable:
+        return _oauth_error(503, "temporarily_unavailable", "try again later")
     oauth_request = _FormRequest(form, request.headers)
     response: Response = _Server(core.auth, client).create_token_response(oauth_request)
     outcome = "OK" if response.status_code == 200 else _error_of(response)
@@ -182,9 +203,32 @@ async def token_endpoint(request: Request) -> Response:
         "oauthToken",
         outcome=outcome,
         object_ids=[str(client.key.id)] if client else [],
-        client=request.client.host if request.client else None,
+        client=address,
     )
     return response
+
+
+async def _client(
+    core: Core, credentials: tuple[str, str] | None, address: str | None
+) -> _Client | None:
+    """The client these credentials name, or None (authlib then answers invalid_client);
+    every wrong or missing secret counts against the client id at this address."""
+    client_id = credentials[0] if credentials is not None else ""
+    try:
+        async with signin_throttle(core).attempt(client_of(client_id), address):
+            if credentials is None:
+                raise NotAuthenticated("no client credentials")
+            return _Client(await find_key(credentials[1], client_id=client_id), credentials[1])
+    except NotAuthenticated:
+        return None
+
+
+def _too_many(exc: RateLimited) -> JSONResponse:
+    return JSONResponse(
+        {"error": "slow_down", "error_description": exc.message},
+        status_code=429,
+        headers={"Retry-After": str(exc.retry_after), "Cache-Control": "no-store"},
+    )
 
 
 def _error_of(response: Response) -> str:

@@ -16,7 +16,7 @@ ME = "{ me { id email role } }"
 async def test_an_issuer_token_signs_in_a_mapped_user(settings: Settings, issuer: Issuer) -> None:
     changes = {"oidc_issuer": issuer.url + "/", "oidc_audience": AUDIENCE}
     async with serving(settings, **changes) as (server, gql, _local):
-        token = issuer.token(sub="auth0|carol", email="carol@example.com")
+        token = issuer.token(sub="auth0|carol", email="carol@example.com", email_verified=True)
         first = (await gql.query(ME, token=token))["me"]
         again = (await gql.query(ME, token=issuer.token(sub="auth0|carol")))["me"]
         assert first == again and first["email"] == "carol@example.com"
@@ -56,6 +56,6 @@ async def test_an_email_already_taken_locally_is_never_linked(
     async with serving(settings, **changes) as (_server, gql, _local):
         await gql.register("dave@example.com", "dave's password")
         local = await User.get(email="dave@example.com")
-        token = issuer.token(sub="auth0|mallory", email="dave@example.com")
+        token = issuer.token(sub="auth0|mallory", email="dave@example.com", email_verified=True)
         mapped = (await gql.query(ME, token=token))["me"]
     assert mapped["id"] != str(local.id) and mapped["email"].endswith("@external.invalid")
