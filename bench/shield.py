@@ -1,8 +1,11 @@
-"""`python -m bench.shield`: the injection shield against its labelled corpus.
+"""`python -m bench.shield`: the injection shield against its labelled corpus and a held-out set.
 
 Prints the detection rate (recall on attacks) and the false-positive rate (on benign
-look-alikes), overall, per language and per category, then the misses and false positives by
-case id and the time per check. Pure CPU: no services needed.
+look-alikes), overall, per language, per category and per variant (`split`: words broken by
+hyphens, spaces or invisible characters), then the misses and false positives by case id,
+first for the corpus the rules are tuned on, then for the held-out set they were not
+(`tests/resolvers/injection_heldout.jsonl`: written before the rules it scores, never tuned
+on). Then the time per check and per 1 KB input. Pure CPU: no services needed.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from resolvers.guard.shield import RULES_FILE, Shield, Verdict, load_rules
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "tests" / "resolvers" / "injection_corpus.jsonl"
+HELD_OUT = REPO / "tests" / "resolvers" / "injection_heldout.jsonl"
+KB = 1024  # characters of one timed input
 LABELS = ("attack", "benign")
 
 
@@ -33,6 +38,7 @@ class Case:
     category: str
     text: str
     note: str = ""
+    variant: str = ""  # how the text is disguised ("split"), if it is
 
 
 @dataclass(slots=True)
@@ -68,6 +74,7 @@ class Report:
     overall: Tally = field(default_factory=Tally)
     by_language: dict[str, Tally] = field(default_factory=dict)
     by_category: dict[str, Tally] = field(default_factory=dict)
+    by_variant: dict[str, Tally] = field(default_factory=dict)
     misses: list[str] = field(default_factory=list)
     false_positives: list[str] = field(default_factory=list)
 
@@ -90,11 +97,14 @@ def evaluate(shield: Shield, cases: Iterable[Case]) -> Report:
     report = Report()
     for case in cases:
         blocked = shield.check({"prompt": case.text}).blocked
-        for tally in (
+        tallies = [
             report.overall,
             report.by_language.setdefault(case.lang, Tally()),
             report.by_category.setdefault(case.category, Tally()),
-        ):
+        ]
+        if case.variant:
+            tallies.append(report.by_variant.setdefault(case.variant, Tally()))
+        for tally in tallies:
             tally.add(case, blocked)
         if case.label == "attack" and not blocked:
             report.misses.append(case.id)
@@ -108,7 +118,7 @@ def _rate(hits: int, total: int, rate: float | None) -> str:
 
 
 def table(report: Report) -> str:
-    """Markdown: detection and false-positive rates overall, per language, per category."""
+    """Markdown: detection and false-positive rates overall, per language, category, variant."""
     rows = [
         "| slice | detection rate (recall) | false-positive rate |",
         "|---|---:|---:|",
@@ -116,6 +126,7 @@ def table(report: Report) -> str:
     slices = [("**all**", report.overall)]
     slices += [(f"lang `{k}`", v) for k, v in sorted(report.by_language.items())]
     slices += [(f"category `{k}`", v) for k, v in sorted(report.by_category.items())]
+    slices += [(f"variant `{k}`", v) for k, v in sorted(report.by_variant.items())]
     for name, t in slices:
         recall = _rate(t.detected, t.attacks, t.recall)
         fp = _rate(t.flagged, t.benign, t.false_positive_rate)
@@ -138,15 +149,60 @@ def _timings(shield: Shield, cases: Sequence[Case], rounds: int) -> tuple[float,
     return statistics.median(per_check), max(per_check), large
 
 
+def kilobyte_inputs(cases: Sequence[Case]) -> dict[str, str]:
+    """Per language, and for all of them mixed, benign corpus texts joined to 1 KB characters."""
+    texts: dict[str, list[str]] = {}
+    for case in cases:
+        if case.label == "benign":
+            texts.setdefault(case.lang, []).append(case.text)
+            texts.setdefault("mixed", []).append(case.text)
+    inputs = {}
+    for lang, parts in sorted(texts.items()):
+        joined = "\n".join(parts)
+        inputs[lang] = (joined * (KB // len(joined) + 1))[:KB]
+    return inputs
+
+
+def per_kilobyte(shield: Shield, cases: Sequence[Case], rounds: int) -> dict[str, float]:
+    """Median seconds per check of a 1 KB benign input, per language and mixed."""
+    medians = {}
+    for lang, text in kilobyte_inputs(cases).items():
+        runs = []
+        for _ in range(max(rounds * 10, 50)):
+            start = time.perf_counter()
+            shield.check({"prompt": text})
+            runs.append(time.perf_counter() - start)
+        medians[lang] = statistics.median(runs)
+    return medians
+
+
 def _verdict_line(case: Case, verdict: Verdict) -> str:
     return f"- `{case.id}` ({case.lang}, {case.category}) score {verdict.score:.2f}: " + (
         ", ".join(verdict.rule_ids) or "no rule"
     )
 
 
+def _print_report(title: str, shield: Shield, cases: Sequence[Case]) -> None:
+    report = evaluate(shield, cases)
+    by_id = {c.id: c for c in cases}
+    print(f"## {title}: {len(cases)} cases, {len(shield.rules.rules)} rules, "
+          f"threshold {shield.threshold}\n")  # fmt: skip
+    print(table(report))
+    for heading, ids in (
+        ("Missed attacks", report.misses),
+        ("False positives", report.false_positives),
+    ):
+        print(f"\n### {heading} ({len(ids)})\n")
+        for case_id in ids:
+            case = by_id[case_id]
+            print(_verdict_line(case, shield.check({"prompt": case.text})))
+    print()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.shield", description=__doc__)
     parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--held-out", type=Path, default=HELD_OUT, help="scored, never tuned on")
     parser.add_argument("--rules", type=Path, default=RULES_FILE)
     parser.add_argument("--threshold", type=float, default=None, help="default: the rule file's")
     parser.add_argument("--rounds", type=int, default=20, help="timing rounds over the corpus")
@@ -156,25 +212,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     shield = Shield(load_rules(args.rules), threshold=args.threshold)
     load_ms = (time.perf_counter() - start) * 1000
     cases = load_corpus(args.corpus)
-    report = evaluate(shield, cases)
-    by_id = {c.id: c for c in cases}
-
-    print(f"## Injection shield: {len(cases)} cases, {len(shield.rules.rules)} rules, "
-          f"threshold {shield.threshold}\n")  # fmt: skip
-    print(table(report))
-    for title, ids in (
-        ("Missed attacks", report.misses),
-        ("False positives", report.false_positives),
-    ):
-        print(f"\n### {title} ({len(ids)})\n")
-        for case_id in ids:
-            case = by_id[case_id]
-            print(_verdict_line(case, shield.check({"prompt": case.text})))
+    _print_report("Injection shield, tuning corpus", shield, cases)
+    if args.held_out.exists():
+        _print_report("Injection shield, held-out set", shield, load_corpus(args.held_out))
     median, worst, large = _timings(shield, cases, args.rounds)
+    kilobyte = per_kilobyte(shield, cases, args.rounds)
     print(
-        f"\nRules loaded and compiled in {load_ms:.1f} ms; per check (one field of the corpus) "
+        f"Rules loaded and compiled in {load_ms:.1f} ms; per check (one field of the corpus) "
         f"median {median * 1e6:.0f} µs, max {worst * 1e6:.0f} µs; one 100 kB field "
-        f"{large * 1e3:.1f} ms."
+        f"{large * 1e3:.1f} ms.\nPer 1 KB benign input (median): "
+        + ", ".join(f"{lang} {seconds * 1e6:.0f} µs" for lang, seconds in kilobyte.items())
+        + "."
     )
     return 0
 

@@ -1,20 +1,19 @@
 """Prompt-injection shield: data-driven rules over normalised text, plus an optional classifier.
 
 The rules are data (`injection_rules.json` beside this module), validated and compiled once by
-`load_rules`; `Shield.check` does no I/O. Rules never see the caller's text, only views of it:
-  plain   NFKC (full-width -> half-width, styled letters), invisible characters removed
-          (format characters, variation selectors, fillers), Unicode tag characters decoded to
-          ASCII, runs of spaces collapsed (newlines kept), spaces between CJK characters dropped;
-  folded  plain, with letter-spaced words joined ("i g n o r e", "忽.略"), underscores read as
-          spaces, diacritics stripped, Cyrillic/Greek look-alikes and leetspeak (0->o 1->i 3->e
-          4->a 5->s 7->t @->a $->s) mapped inside words that mix them with Latin letters (not
-          in e-mail addresses), and the traditional Chinese characters the rules use simplified.
-Patterns are multi-line regexes matched against the folded view lower-cased, so they are written
-in lower case (the loader refuses upper-case letters: IGNORECASE is about five times slower). A
-`case_sensitive` rule sees the folded view as it is (`(?i:...)` where case does not matter). A
-rule with a `decoder` (base64, hex, url, rot13, uescape) sees the plain view as it is, decodes
-what its patterns find, and matches when the decoded text matches other rules (two levels deep,
-at most 32 candidates per rule and field).
+`load_rules`; `Shield.check` does no I/O. Rules never see the caller's text, only views of it
+(`shield_text`): plain (NFKC, invisible characters removed, spaces collapsed), folded
+(letter-spaced words joined, diacritics, look-alikes, leetspeak and traditional characters
+folded) and joined (the folded text around words split by hyphens, dashes or dots, with the
+marks removed). Patterns are multi-line regexes matched against the folded and joined views
+lower-cased, so they are written in lower case (the loader refuses upper-case letters:
+IGNORECASE is about five times slower); their CJK characters are folded like the text, so
+Japanese rules may write 無視. A `case_sensitive` rule sees the folded view as it is
+(`(?i:...)` where case does not matter). A rule with a `decoder` (base64, hex, url, rot13,
+uescape) sees the plain view as it is, decodes what its patterns find, and matches when the
+decoded text matches other rules (two levels deep, at most 32 candidates per rule and field).
+A rule runs only on text that looks like its language (`shield_text.languages`): en on Latin
+letters, fr, de and es only on the sentences that read as theirs, zh on hanzi, ja on kana.
 
 Scoring: in each field the weights of the distinct matching rules combine as a noisy-OR,
 1 - prod(1 - w); the verdict's score is the highest field score and blocks at or above the
@@ -31,17 +30,19 @@ import json
 import logging
 import math
 import re
-import unicodedata
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from resolvers.guard.shield_text import HANT, clean, collapse, folded, joined, languages, normalise
+
 logger = logging.getLogger(__name__)
 
 RULES_FILE = Path(__file__).with_name("injection_rules.json")
-LANGUAGES = frozenset({"en", "zh", "any"})
+LANGUAGES = frozenset({"en", "fr", "de", "es", "zh", "ja", "any"})
+_WHOLE_TEXT = frozenset({"any", "en", "zh", "ja"})  # rules of these languages see all the text
 _RULE_KEYS = frozenset({"id", "description", "category", "languages", "weight", "patterns"})
 _OPTIONAL_KEYS = frozenset({"decoder", "case_sensitive"})
 _MAX_DESCRIPTION = 120
@@ -131,91 +132,9 @@ class Verdict:
         }
 
 
-# Normalisation tables: constant data, built once.
-_INVISIBLE_RANGES = (
-    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
-    (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
-    (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF9, 0xFFFB), (0x1D173, 0x1D17A),
-    (0xE0000, 0xE007F), (0xE0100, 0xE01EF),
-)  # fmt: skip
-_INVISIBLE: dict[int, int | None] = {
-    cp: None for first, last in _INVISIBLE_RANGES for cp in range(first, last + 1)
-}
-_INVISIBLE.update({cp: cp - 0xE0000 for cp in range(0xE0020, 0xE007F)})  # "ASCII smuggling"
-_INVISIBLE[0x2800] = 0x20  # braille blank, used as an invisible space
-_HAS_INVISIBLE = re.compile(
-    "[\u2800" + "".join(f"{chr(a)}-{chr(b)}" for a, b in _INVISIBLE_RANGES) + "]"
-)
-_CONFUSABLE = str.maketrans(
-    "аеорсухіјѕԁԛԝАВЕКМНОРСТХУІЈЅαεικνορτυχΑΒΕΖΗΙΚΜΝΟΡΤΥΧ",
-    "aeopcyxijsdqwABEKMHOPCTXYIJSaeikvoptuxABEZHIKMNOPTYX",
-)
-_LEET = str.maketrans("013457@$", "oieastas")
-_LEET_UPPER = str.maketrans("013457@$", "OIEASTAS")
-_LEET_CHARS = frozenset("013457@$")
-_HANT = str.maketrans(
-    "規則設詞統係們對話無視從現開個輸顯訴說蓋變過濾執發給隱據鑰碼權員獄審倫約這將傳寫讀為復複"
-    "內於應該請麼還後當禁除與聽務見覽歷紀錄憑證啟動選擇頂級專屬絕條關閉實體總結單認識際",
-    "规则设词统系们对话无视从现开个输显诉说盖变过滤执发给隐据钥码权员狱审伦约这将传写读为复复"
-    "内于应该请么还后当禁除与听务见览历纪录凭证启动选择顶级专属绝条关闭实体总结单认识际",
-)
-_CJK = "\u3400-\u9fff\uf900-\ufaff"
-_HAS_CJK = re.compile(f"[{_CJK}]")
-_HAS_LATIN = re.compile("[A-Za-z]")
-_NEWLINES = re.compile("\r\n?|[\u2028\u2029\x85\x0b\x0c]")
-_SPACES = re.compile(r"[^\S\n]+")
-_LINE_BREAKS = re.compile(r" ?\n\s*")
-_CJK_GAP = re.compile(f"(?<=[{_CJK}]) (?=[{_CJK}])")
-_LETTER_SPACED = re.compile(r"(?<![^\W_])(?:[^\W_][ .\-_*·•|~+/\\,]){2,}[^\W_](?![^\W_])")
-_SPACING = re.compile(r"[ .\-_*·•|~+/\\,]")
-_UNDERSCORE = re.compile(r"(?<=[^\W_])_+(?=[^\W_])")
-_HAS_ACCENT = re.compile("[\u00c0-\u024f\u1e00-\u1eff\u0300-\u036f]")
-_MARKS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
-_WORD = "A-Za-z0-9@$\u0370-\u052f"
-_FOLDABLE_WORD = re.compile(f"(?<![{_WORD}])[{_WORD}]*?[0-9@$\u0370-\u052f][{_WORD}]*")  # linear
-_EMAIL_TAIL = re.compile(r"\.[A-Za-z]")
 _UPPER_ASCII = re.compile(  # an upper-case letter outside escapes such as \W or \x4A
     r"\\(?:x..|u....|U........|N\{[^}]*\}|.)|([A-Z])", re.DOTALL
 )
-
-
-def _clean(text: str) -> str:
-    if not text.isascii() and _HAS_INVISIBLE.search(text):
-        text = text.translate(_INVISIBLE)
-    return unicodedata.normalize("NFKC", text)
-
-
-def _collapse(text: str) -> str:
-    text = _LINE_BREAKS.sub("\n", _SPACES.sub(" ", _NEWLINES.sub("\n", text))).strip()
-    return _CJK_GAP.sub("", text) if _HAS_CJK.search(text) else text
-
-
-def normalise(text: str) -> str:
-    """NFKC, invisible characters removed or decoded, whitespace collapsed; case is kept."""
-    return _collapse(_clean(text))
-
-
-def _fold_word(match: re.Match[str]) -> str:
-    word = match.group().translate(_CONFUSABLE)
-    letters = [c for c in word if c.isalpha()]
-    if not word.isascii() or not letters or _EMAIL_TAIL.match(match.string, match.end()):
-        return match.group()  # a word of another script, a number, an e-mail address
-    if _LEET_CHARS.isdisjoint(word):
-        return word
-    upper = all(c.isupper() for c in letters)
-    return word.translate(_LEET_UPPER if upper else _LEET)
-
-
-def _folded(cleaned: str) -> str:
-    """The view rules match (case kept): see the module docstring."""
-    text = _LETTER_SPACED.sub(lambda m: _SPACING.sub("", m.group()), cleaned)
-    text = _collapse(_UNDERSCORE.sub(" ", text))
-    if not text.isascii():
-        if _HAS_ACCENT.search(text):
-            text = unicodedata.normalize("NFC", _MARKS.sub("", unicodedata.normalize("NFD", text)))
-        if _HAS_CJK.search(text):
-            text = text.translate(_HANT)
-    return _FOLDABLE_WORD.sub(_fold_word, text)
 
 
 def _printable(data: bytes) -> str | None:
@@ -287,7 +206,7 @@ def _compile(sources: list[object], where: str, *, lower_case: bool) -> tuple[re
         if not isinstance(source, str):
             raise _fail(where, f"pattern {number} is not a string")
         try:
-            pattern = re.compile(source, re.MULTILINE)
+            pattern = re.compile(source.translate(HANT) if lower_case else source, re.MULTILINE)
         except re.error as exc:
             raise _fail(where, f"pattern {number} does not compile: {exc}") from exc
         if lower_case and any(m.group(1) for m in _UPPER_ASCII.finditer(source)):
@@ -312,8 +231,8 @@ def _rule(raw: object, index: int, categories: Mapping[str, str], seen: set[str]
         raise _fail(where, f"description must be 1 to {_MAX_DESCRIPTION} characters")
     if raw.get("category") not in categories:
         raise _fail(where, f"category must be one of {sorted(categories)}")
-    languages = raw.get("languages")
-    if not isinstance(languages, list) or not languages or not set(languages) <= LANGUAGES:
+    named = raw.get("languages")
+    if not isinstance(named, list) or not named or not set(named) <= LANGUAGES:
         raise _fail(where, f"languages must be a non-empty list drawn from {sorted(LANGUAGES)}")
     decoder = raw.get("decoder")
     if decoder is not None and decoder not in _DECODERS:
@@ -330,7 +249,7 @@ def _rule(raw: object, index: int, categories: Mapping[str, str], seen: set[str]
         id=rule_id,
         description=description,
         category=str(raw["category"]),
-        languages=frozenset(languages),
+        languages=frozenset(named),
         weight=_number(raw.get("weight"), where, "weight"),
         patterns=patterns,
         decoder=decoder,
@@ -370,6 +289,23 @@ def load_rules(path: Path = RULES_FILE) -> RuleSet:
 
 def _noisy_or(weights: Iterable[float]) -> float:
     return 1 - math.prod(1 - w for w in weights)
+
+
+def _part(
+    wanted: frozenset[str], seen: Mapping[str, str], parts: dict[frozenset[str], tuple[str, str]]
+) -> tuple[str, str]:
+    """The text a rule sees (as is and lower-cased): the whole view, or only the sentences in
+    its languages when those are all French, German or Spanish."""
+    key = wanted.intersection(seen)
+    if key not in parts:
+        text = seen["any"] if key & _WHOLE_TEXT else "\n".join(seen[lang] for lang in sorted(key))
+        parts[key] = (text, text.lower())
+    return parts[key]
+
+
+def _matches(rule: Rule, view: str, lower: str) -> bool:
+    text = view if rule.case_sensitive else lower
+    return any(pattern.search(text) for pattern in rule.patterns)
 
 
 class Shield:
@@ -455,27 +391,25 @@ class Shield:
         return float(value)
 
     def _scan(self, text: str, depth: int) -> dict[str, Rule]:
-        cleaned = _clean(text)
-        folded = _folded(cleaned)
-        if not folded:
+        cleaned = clean(text)
+        view = folded(cleaned)
+        if not view:
             return {}
-        lower = folded.lower()
-        languages = {"any"}
-        if _HAS_LATIN.search(folded):
-            languages.add("en")
-        if _HAS_CJK.search(folded):
-            languages.add("zh")
+        seen = languages(view)
+        parts: dict[frozenset[str], tuple[str, str]] = {}
         found: dict[str, Rule] = {}
-        for rule in self._plain_rules:
-            view = folded if rule.case_sensitive else lower
-            if not rule.languages.isdisjoint(languages) and any(
-                pattern.search(view) for pattern in rule.patterns
-            ):
+        rules = [r for r in self._plain_rules if not r.languages.isdisjoint(seen)]
+        for rule in rules:
+            if _matches(rule, *_part(rule.languages, seen, parts)):
                 found[rule.id] = rule
+        if split := joined(view):
+            split_lower = split.lower()
+            rest = (r for r in rules if r.id not in found)
+            found.update((r.id, r) for r in rest if _matches(r, split, split_lower))
         if depth < _MAX_DEPTH and self._decoder_rules:
-            plain = _collapse(cleaned)  # decoders need the original case
+            plain = collapse(cleaned)  # decoders need the original case
             for rule in self._decoder_rules:
-                if rule.languages.isdisjoint(languages):
+                if rule.languages.isdisjoint(seen):
                     continue
                 inner = self._decoded(rule, plain, depth)
                 if inner:

@@ -20,9 +20,9 @@ from resolvers.guard.shield import (
     Shield,
     Verdict,
     load_rules,
-    normalise,
     parse_rules,
 )
+from resolvers.guard.shield_text import normalise
 
 MIN_RECALL = 0.9
 MAX_FALSE_POSITIVE_RATE = 0.03
@@ -92,12 +92,13 @@ class ByTextClassifier:
 # ------------------------------------------------------------------------------- the rule file
 
 
-def test_the_shipped_rule_file_validates_and_covers_both_languages() -> None:
+def test_the_shipped_rule_file_validates_and_covers_every_language() -> None:
     rules = load_rules()
 
     categories = {rule.category for rule in rules.rules}
     assert categories == set(rules.categories) == set(POSITIVES)
-    assert {"en", "zh"} <= {lang for rule in rules.rules for lang in rule.languages}
+    covered = {lang for rule in rules.rules for lang in rule.languages}
+    assert {"en", "zh", "fr", "de", "es", "ja"} <= covered
     assert 0 < rules.threshold <= 1
     assert all(rule.patterns for rule in rules.rules)
 
@@ -112,7 +113,7 @@ def test_the_shipped_rule_file_validates_and_covers_both_languages() -> None:
         (lambda r: r.update(weight=0), r"weight must be a number in \(0, 1\]"),
         (lambda r: r.update(weight=1.5), r"weight must be a number in \(0, 1\]"),
         (lambda r: r.update(weight=True), r"weight must be a number in \(0, 1\]"),
-        (lambda r: r.update(languages=["fr"]), "languages must be"),
+        (lambda r: r.update(languages=["xx"]), "languages must be"),
         (lambda r: r.update(decoder="morse"), "decoder must be one of"),
         (lambda r: r.update(pattern=["typo"]), r"unknown keys \['pattern'\]"),
         (lambda r: r.update(description=""), "description must be"),
@@ -146,7 +147,7 @@ def test_a_shield_refuses_thresholds_outside_the_unit_interval() -> None:
     rules = load_rules()
     for bad in ({"threshold": 0.0}, {"classifier_threshold": 1.2}, {"classifier_timeout": 0}):
         with pytest.raises(ValueError):
-            Shield(rules, **bad)  # type: ignore[arg-type]
+            Shield(rules, **bad)
 
 
 # ------------------------------------------------------------------------ rules and normalisation
@@ -251,15 +252,16 @@ def test_a_higher_threshold_lets_single_strong_rules_pass() -> None:
 # ------------------------------------------------------------------------------------ the corpus
 
 
-def test_the_corpus_is_labelled_in_both_languages_and_every_category() -> None:
+def test_the_corpus_is_labelled_in_every_language_and_category() -> None:
     cases = load_corpus()
     attacks = [c for c in cases if c.label == "attack"]
 
-    assert len(cases) >= 120
+    assert len(cases) >= 400
     assert len({c.id for c in cases}) == len(cases)
-    assert {"en", "zh"} <= {c.lang for c in attacks} & {
+    assert {"en", "zh", "fr", "de", "es", "ja"} <= {c.lang for c in attacks} & {
         c.lang for c in cases if c.label == "benign"
     }
+    assert {c.variant for c in cases} == {"", "split"}
     assert {c.category for c in attacks} == set(POSITIVES)
 
 
