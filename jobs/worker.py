@@ -1,6 +1,7 @@
 """The arq worker: `creation-king worker` runs long creations queued by any API replica.
 
-Job functions stay thin: they take ids, call the application layer and return a status.
+Job functions stay thin: they take ids, call the application layer and return a status. The
+worker is a `SteadyWorker` (jobs/supervisor.py): a Redis outage pauses its polling, never ends it.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import time
 from typing import Any
 
 from arq import func
-from arq.connections import RedisSettings
-from arq.worker import Worker
 from opentelemetry.trace import SpanKind
 from prometheus_client import start_http_server
 
+from jobs.supervisor import SteadyWorker
 from resolvers import keys, metrics, tracing
 from resolvers.queue import JOB_NAME, deserialize_job, serialize_job
 from resolvers.resources import open_core
@@ -70,7 +70,7 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
         await stack.aclose()
 
 
-def create_worker(settings: Settings, **overrides: Any) -> Worker:
+def create_worker(settings: Settings, **overrides: Any) -> SteadyWorker:
     """An arq Worker for our queue; call inside a running loop (tests pass burst=True)."""
     if not settings.redis_url:
         raise ValueError("the worker needs CK_REDIS_URL (embedded mode runs jobs in-process)")
@@ -83,7 +83,14 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
                 max_tries=settings.job_max_tries,
             )
         ],
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "redis_url": settings.redis_url,
+        # As the runner's own client (resolvers/resources.py): a silent network fails a poll
+        # in time instead of hanging it; the worker then waits for Redis and polls again.
+        "redis_options": {
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+            "health_check_interval": 30,
+        },
         "queue_name": keys.JOB_QUEUE,
         "on_startup": _startup,
         "on_shutdown": _shutdown,
@@ -97,4 +104,17 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
         "job_completion_wait": 30,
     }
     options.update(overrides)
-    return Worker(**options)
+    return SteadyWorker(**options)
+
+
+async def serve(settings: Settings) -> None:
+    """`creation-king worker`: run jobs until SIGTERM or SIGINT, which let running jobs end
+    for `job_completion_wait` seconds. A Redis outage pauses the worker; it never ends it."""
+    worker = create_worker(settings)
+    try:
+        await worker.async_run()
+    except asyncio.CancelledError:
+        # arq's signal handler cancels the run after draining: a clean stop.
+        log.info("worker stopped")
+    finally:
+        await worker.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import logging
 import secrets
 import sys
 from pathlib import Path
@@ -73,22 +72,11 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _worker(_args: argparse.Namespace) -> None:
-    from jobs.worker import create_worker
+    from jobs.worker import serve
 
     settings = _settings()
-
-    async def run() -> None:
-        worker = create_worker(settings)
-        tune_gc()
-        try:
-            await worker.async_run()
-        except asyncio.CancelledError:
-            # arq's SIGTERM/SIGINT handler cancels the run after draining: a clean stop.
-            logging.getLogger(__name__).info("worker stopped")
-        finally:
-            await worker.close()
-
-    asyncio.run(run())
+    tune_gc()
+    asyncio.run(serve(settings))
 
 
 def _migrate(_args: argparse.Namespace) -> None:
