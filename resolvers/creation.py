@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
@@ -17,9 +18,10 @@ from tortoise.expressions import Q
 from inference.base import Usage
 from resolvers import metrics, scopes
 from resolvers.auth import Principal, require_user
-from resolvers.cache import Cache, copy_of, request_key
+from resolvers.cache import Cache, copy_of
 from resolvers.errors import (
     AlreadyFinished,
+    EventsLost,
     Forbidden,
     InvalidInput,
     NotFound,
@@ -74,7 +76,9 @@ async def start_creation(
     budget = tool.token_budget(data)
     variant, backend = runner.choose(tool.name)
     served_by = f"{variant.backend}/{variant.model}/{variant.version}/{variant.adapter}"
-    key = request_key(tool.name, data, served_by)
+    key = cache.key(
+        tool.name, data, served_by, owner=user.user_id, personal=tool.prepare is not None
+    )
     # Fast runs are stored RUNNING and handed over: no second read before the model starts.
     fast = tool.mode_for(data) is Mode.FAST
     masked = mask(data).found
@@ -99,7 +103,9 @@ async def start_creation(
         )
         creation.status, creation.source_id = CreationStatus.RUNNING, uuid.UUID(source)
         creation.cache_key = None
-        runner.spawn(creation, copy_of(source, feed=feed, outputs=outputs))
+        runner.spawn(
+            creation, copy_of(source, feed=feed, outputs=outputs, queue=queue, cache=cache)
+        )
     elif fast:
         runner.spawn(creation)
     else:
@@ -245,17 +251,33 @@ async def _follow(
 ) -> AsyncGenerator[Event, None]:
     creation_id = str(creation.id)
     if creation.status.terminal and await feed.history.last_seq(creation_id) < creation.last_seq:
-        # The log expired: replay what the row remembers, ending on the original seq.
-        for event in _from_row(creation, await outputs.full(creation)):
-            if event.seq > after:
-                yield event
+        # The log expired or was lost: replay what the row remembers, ending on its seq.
+        for event in _from_row(creation, await outputs.full(creation), after, None):
+            yield event
         return
 
     async def on_quiet(_last: int) -> None:
         await feed.once_per_poll(creation_id, lambda: settle(creation_id, feed=feed, queue=queue))
 
-    async for event in feed.follow(creation_id, after=after, on_quiet=on_quiet):
-        yield event
+    while True:
+        try:
+            async for event in feed.follow(creation_id, after=after, on_quiet=on_quiet):
+                yield event
+            return
+        except EventsLost as lost:
+            # The log has a hole (Redis lost it, or trimmed a very long run's head): the row
+            # holds an ended creation's whole story, and a running one's checkpoint.
+            await creation.refresh_from_db()
+            output = await outputs.full(creation)
+            if creation.status.terminal:
+                for event in _from_row(creation, output, lost.after, lost.chars):
+                    yield event
+                return
+            if lost.chars is None or creation.last_seq <= max(lost.after, 1):
+                raise
+            for event in _checkpointed(creation, output, lost.after, lost.chars):
+                yield event
+            after = creation.last_seq  # the log goes on from the checkpoint
 
 
 async def _until_ended(
@@ -270,7 +292,38 @@ async def _until_ended(
                 pass
 
 
-def _from_row(creation: Creation, output: str) -> list[Event]:
+def _from_row(creation: Creation, output: str, after: int, chars: int | None) -> list[Event]:
+    """The events after seq `after` of an ended creation, as its row tells them: `started`,
+    one delta with the whole output, the ending. A follower inside that delta gets the rest
+    of its text when it counted the `chars` it has, else EventsLost."""
+    events = [e for e in _row_events(creation, output) if e.seq > after]
+    if events and events[0].first_seq and events[0].first_seq <= after:
+        if chars is None:
+            raise EventsLost(str(creation.id), after=after, chars=chars)
+        rest = dataclasses.replace(events[0], text=output[chars:], first_seq=after + 1)
+        events[0] = rest
+    return events
+
+
+def _checkpointed(creation: Creation, output: str, after: int, chars: int) -> list[Event]:
+    """A running creation's events after seq `after` up to its row's checkpoint, for a
+    follower that has delivered `chars` of its text: `started` if due, then one delta."""
+    creation_id = str(creation.id)
+    events = [Event(creation_id, 1, EventKind.STARTED, model=creation.model)] if after < 1 else []
+    if creation.last_seq >= 2:
+        events.append(
+            Event(
+                creation_id,
+                creation.last_seq,
+                EventKind.DELTA,
+                text=output[chars:],
+                first_seq=max(after + 1, 2),
+            )
+        )
+    return events
+
+
+def _row_events(creation: Creation, output: str) -> list[Event]:
     creation_id, last = str(creation.id), creation.last_seq
     kind = {
         CreationStatus.COMPLETED: EventKind.COMPLETED,

@@ -10,7 +10,8 @@
      ├── NotFound              unknown id, or an object the caller may not see
      ├── RateLimited           over a request rate or token quota (`retry_after` seconds)
      ├── AlreadyFinished       cancel of a creation that has ended
-     └── ServiceUnavailable    a backing service (database, Redis, model) failed
+     ├── ServiceUnavailable    a backing service (database, Redis, model) failed
+     └── EventsLost           the event log no longer holds the events a follower asked for
 
 Third-party errors are translated into these at the boundary (`raise X(...) from exc`).
 """
@@ -109,3 +110,20 @@ class ServiceUnavailable(CreationKingError):
     """A backing service failed; retrying later may succeed."""
 
     code = "SERVICE_UNAVAILABLE"
+
+
+class EventsLost(CreationKingError):
+    """The event log lost the events after `after` (Redis restarted empty, or the log expired
+    or was trimmed) and they cannot be told apart from the text around them. `chars` is how
+    much text the follower delivered since seq 0, when it followed from there."""
+
+    code = "EVENTS_LOST"
+
+    def __init__(self, creation_id: str, *, after: int, chars: int | None) -> None:
+        super().__init__(
+            f"the events of creation {creation_id} after seq {after} are no longer in its "
+            "event log; follow it again with after: 0 for the whole text so far, or read its "
+            "output once it has ended"
+        )
+        self.after = after
+        self.chars = chars

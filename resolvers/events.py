@@ -115,3 +115,14 @@ def coalesce(events: list[Event]) -> list[Event]:
         else:
             merged.append(event)
     return merged
+
+
+def complete(events: list[Event]) -> bool:
+    """True when `events` are a log's whole beginning: seq 1, then no hole (a delta with
+    `first_seq` stands for the seqs it merged)."""
+    last = 0
+    for event in events:
+        if (event.first_seq or event.seq) != last + 1:
+            return False
+        last = event.seq
+    return True

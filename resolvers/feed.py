@@ -4,17 +4,23 @@ A follower listens on the creation's channel *before* reading the log, so nothin
 between the two is missed. Live events are checked against the last delivered `seq`:
 duplicates are skipped, a gap (or a reconnect, an overflow, or a quiet spell) triggers a read
 of the log, which always holds every event. Catch-up reads coalesce consecutive deltas.
+
+A log that lost events (Redis restarted empty) is never passed on with a hole: a rebuilt log
+restates the text from the start, which a follower that counted the text it delivered cuts
+where it stopped; any other hole raises `EventsLost`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import lru_cache
 
 from resolvers import keys
 from resolvers.bus import OVERFLOW, RESYNC, Bus
-from resolvers.events import Event, coalesce
+from resolvers.errors import EventsLost
+from resolvers.events import Event, EventKind, coalesce
 from resolvers.history import History
 
 PAGE = 512  # log entries per catch-up read
@@ -72,14 +78,14 @@ class Feed:
         `on_quiet(last_seq)` runs whenever nothing arrived for a poll interval (a hook to
         notice a producer that died).
         """
-        last = after
+        cursor = _Cursor(after)
         async with self.bus.listen(keys.event_channel(creation_id)) as listener:
             while True:
-                page = await self.history.read(creation_id, after=last, count=PAGE)
+                page = await self.history.read(creation_id, after=cursor.last, count=PAGE)
                 _raise_if_cancelled()
-                for event in coalesce(page):
+                for stored in coalesce(page):
+                    event = cursor.advance(stored)
                     yield event
-                    last = event.seq
                     if event.terminal:
                         return
                 if len(page) == PAGE:
@@ -92,18 +98,42 @@ class Feed:
                     message = await listener.get(timeout=self._poll)
                     _raise_if_cancelled()
                     if message is None and on_quiet is not None:
-                        await on_quiet(last)
+                        await on_quiet(cursor.last)
                     if message is None or message in (RESYNC, OVERFLOW):
                         break  # re-read the log: we may have missed something
                     event = _decoded(message)
-                    if event.seq <= last:
+                    if event.seq <= cursor.last:
                         continue
-                    if event.seq != last + 1:
+                    if event.seq != cursor.last + 1:
                         break  # a gap: the log has the missing events
-                    yield event
-                    last = event.seq
+                    yield cursor.advance(event)
                     if event.terminal:
                         return
+
+
+class _Cursor:
+    """Where a follower is: the last seq delivered and, when it followed from the start,
+    how much text it delivered (what lets it cut a rebuilt log's restated text)."""
+
+    def __init__(self, after: int) -> None:
+        self.last = after
+        self.chars: int | None = 0 if after <= 1 else None
+
+    def advance(self, event: Event) -> Event:
+        """`event` as the next one to deliver; EventsLost when the log lost what lies
+        between it and the last one delivered."""
+        start = event.first_seq or event.seq
+        if start != self.last + 1:
+            if not (start == 2 and self.chars is not None and event.kind is EventKind.DELTA):
+                raise EventsLost(event.creation_id, after=self.last, chars=self.chars)
+            # A rebuilt log's delta holds the whole text: pass on the part not delivered yet.
+            event = dataclasses.replace(
+                event, text=event.text[self.chars :], first_seq=self.last + 1
+            )
+        self.last = event.seq
+        if self.chars is not None:
+            self.chars += len(event.text)
+        return event
 
 
 def _raise_if_cancelled() -> None:

@@ -3,6 +3,11 @@
 Entry ids are `0-<seq>`, so Redis itself refuses a stale or duplicate producer (an id must
 grow) and a reader resumes with an exclusive range `(0-<after>`. Appending also publishes the
 event on the creation's channel, in one atomic script, for the live subscribers.
+
+An append must follow the log's newest entry: a log that lost its entries (a Redis restarted
+empty) refuses the next event with `LogLost`, and its producer `rebuild`s it from what it
+holds before going on. A rebuilt log says the same with fewer events: `started`, then one
+delta with `first_seq` 2 that holds the whole text so far.
 """
 
 from __future__ import annotations
@@ -25,7 +30,15 @@ _STALE = "equal or smaller than the target stream top item"
 # One atomic step: a refused XADD (stale seq) must not be published to live followers, nor
 # counted. A delta's tokens are added to the creation's running usage, which the log alone
 # cannot give once it is trimmed.
+# ARGV[7] is the seq: past the first event, the log must hold the one before (a larger top is
+# left to XADD, which refuses a stale producer). Returns the top seq when the log lost it.
 _APPEND = """
+local seq = tonumber(ARGV[7])
+if seq > 1 then
+  local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+  local top_seq = top and tonumber(string.match(top[1], '-(%d+)$')) or 0
+  if top_seq < seq - 1 then return {'lost', top_seq} end
+end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], ARGV[1], 'e', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('PUBLISH', KEYS[2], ARGV[2])
@@ -34,12 +47,37 @@ if ARGV[5] ~= '0' or ARGV[6] ~= '0' then
   redis.call('HINCRBY', KEYS[3], 'c', ARGV[6])
   redis.call('EXPIRE', KEYS[3], ARGV[4])
 end
+return {'ok', seq}
+"""
+# Rewrites a lost log, only while it still lacks what it replaces (KEYS[1] the log, KEYS[2]
+# the running usage). ARGV: ttl, prompt tokens, completion tokens, then (id, payload) pairs.
+_REBUILD = """
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+local top_seq = top and tonumber(string.match(top[1], '-(%d+)$')) or 0
+local last = tonumber(string.match(ARGV[#ARGV - 1], '-(%d+)$'))
+if top_seq >= last then return 0 end
+redis.call('DEL', KEYS[1])
+for i = 4, #ARGV, 2 do
+  redis.call('XADD', KEYS[1], ARGV[i], 'e', ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], 'p', ARGV[2], 'c', ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
 return 1
 """
 
 
 class StaleProducer(Exception):
     """Another producer already wrote this `seq`: this one must stop writing."""
+
+
+class LogLost(Exception):
+    """The log no longer holds the event before this one (Redis lost its data): the
+    producer must `rebuild` it before appending."""
+
+    def __init__(self, creation_id: str, top: int) -> None:
+        super().__init__(f"the event log of {creation_id} ends at seq {top}")
+        self.top = top
 
 
 class History:
@@ -50,9 +88,11 @@ class History:
         self._maxlen = maxlen
         self._ttl = ttl_seconds
         self._append = redis.register_script(_APPEND)
+        self._rebuild = redis.register_script(_REBUILD)
 
     async def append(self, event: Event) -> None:
-        """Store `event` and publish it; raises StaleProducer if its seq is not the next one.
+        """Store `event` and publish it; raises StaleProducer if its seq was taken, LogLost
+        if the log lacks the event before it.
 
         A dropped connection is retried for a few seconds (redis-py does not retry); a retry
         that finds its seq taken checks whether the entry is its own earlier attempt."""
@@ -67,14 +107,18 @@ class History:
         )
         for attempt, pause in enumerate((*_RETRY_PAUSES, None)):
             try:
-                await self._append(
+                outcome, top = await self._append(
                     keys=[
                         log_key,
                         keys.event_channel(event.creation_id),
                         keys.running_usage(event.creation_id),
                     ],
-                    args=[f"0-{event.seq}", payload, self._maxlen, self._ttl, *counted],
+                    args=[f"0-{event.seq}", payload, self._maxlen, self._ttl, *counted, event.seq],
                 )
+                if _text(outcome) == "lost":
+                    if attempt and await self._holds(log_key, event.seq, payload):
+                        return
+                    raise LogLost(event.creation_id, int(top))
                 return
             except redis_errors.ResponseError as exc:
                 if _STALE not in str(exc):
@@ -86,6 +130,20 @@ class History:
                 if pause is None:
                     raise ServiceUnavailable("the event log is unreachable") from exc
                 await asyncio.sleep(pause)
+
+    async def rebuild(self, events: list[Event], usage: tuple[int, int]) -> bool:
+        """Write `events` (seq 1 first) as the whole log of their creation, if it still ends
+        before the last of them; False if a producer wrote past it meanwhile. `usage` is the
+        creation's running usage (prompt, completion) so far."""
+        args: list[str | int] = [self._ttl, *usage]
+        for event in events:
+            args += [f"0-{event.seq}", event.encode()]
+        creation_id = events[0].creation_id
+        with _translated():
+            done = await self._rebuild(
+                keys=[keys.event_log(creation_id), keys.running_usage(creation_id)], args=args
+            )
+        return bool(done)
 
     async def holds(self, event: Event) -> bool:
         """True if the log holds exactly `event` (a write whose answer was lost landed)."""
@@ -155,6 +213,10 @@ def _translated() -> Iterator[None]:
         yield
     except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
         raise ServiceUnavailable("the event log is unreachable") from exc
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _field(fields: dict[Any, Any]) -> str | bytes:

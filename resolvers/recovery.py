@@ -4,7 +4,11 @@ A follower that hears nothing for a poll interval calls `settle`. It repairs a l
 the ending the row already has (a producer that died between the two writes), and ends a run
 nobody produces any more: no producer lease, and for long tools no arq job left to retry it.
 The row is changed by compare-and-set and the log refuses a second ending, so a producer that
-turns out to be alive wins cleanly.
+turns out to be alive wins cleanly. A producer is alive while it holds its lease or has
+checkpointed the row lately (a Redis that lost the lease does not make it an orphan).
+
+When the log lost events (Redis restarted empty), the row's checkpoint is the record: the
+ending keeps the text and seq the row holds, and goes after them.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from resolvers.events import Event, EventKind
+from resolvers.events import Event, EventKind, complete
 from resolvers.feed import Feed
 from resolvers.history import StaleProducer
 from resolvers.models import Creation, CreationStatus
@@ -35,14 +39,15 @@ async def settle(creation_id: str, *, feed: Feed, queue: JobQueue) -> None:
     creation = await Creation.get_or_none(id=creation_id)
     if creation is None:
         return
-    next_seq = (tail.seq if tail else 0) + 1
     if creation.status.terminal:
-        await _append_ending(creation, next_seq, feed)
+        # At the seq the row ended on, even if the log lost what came before it.
+        await _append_ending(creation, max((tail.seq if tail else 0) + 1, creation.last_seq), feed)
         return
     if await feed.history.lease_held(creation_id):
         return
-    if (datetime.now(UTC) - creation.created_at).total_seconds() < feed.lease_seconds:
-        return  # just created: its runner may not hold the lease yet
+    now = datetime.now(UTC)
+    if (now - max(creation.created_at, creation.updated_at)).total_seconds() < feed.lease_seconds:
+        return  # just created, or checkpointed lately: its producer lives
     if get_tool(creation.tool).mode_for(creation.input) is Mode.LONG and await queue.pending(
         creation_id
     ):
@@ -61,21 +66,35 @@ async def settle(creation_id: str, *, feed: Feed, queue: JobQueue) -> None:
 
 
 async def end_creation(creation_id: str, *, feed: Feed, code: str, message: str) -> bool:
-    """End a creation from outside its producer as FAILED; False if it had ended already."""
+    """End a creation from outside its producer as FAILED; False if it had ended already.
+
+    Its output is what the log streamed, or the row's checkpoint if the log lost events."""
     events = await feed.history.read(creation_id, after=0, count=1_000_000)
-    seq = events[-1].seq + 1 if events else 1
-    deltas = [e for e in events if e.kind is EventKind.DELTA]
+    row = await Creation.get_or_none(id=creation_id)
+    if row is None:
+        return False
+    logged = events[-1].seq if events else 0
+    streamed: dict[str, object] = {}
+    if complete(events) and logged >= row.last_seq:
+        deltas = [e for e in events if e.kind is EventKind.DELTA]
+        streamed = {
+            "output": "".join(e.text for e in deltas),
+            "output_key": None,
+            "prompt_tokens": sum(e.prompt_tokens for e in deltas),
+            "completion_tokens": sum(e.completion_tokens for e in deltas),
+        }
+    else:
+        log.warning("creation %s: its log lost events; ending it from the row", creation_id)
+    seq = max(logged, row.last_seq) + 1
     ended = await Creation.filter(
         id=creation_id, status__in=[CreationStatus.QUEUED, CreationStatus.RUNNING]
     ).update(
         status=CreationStatus.FAILED,
         error_code=code,
         error_message=message,
-        output="".join(e.text for e in deltas),
-        prompt_tokens=sum(e.prompt_tokens for e in deltas),
-        completion_tokens=sum(e.completion_tokens for e in deltas),
         last_seq=seq,
         finished_at=datetime.now(UTC),
+        **streamed,
     )
     if not ended:
         return False

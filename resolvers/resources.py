@@ -175,6 +175,7 @@ async def open_core(
         redis,
         ttl_seconds=settings.cache_ttl_overrides,
         default_ttl=settings.cache_ttl_seconds,
+        scope=settings.cache_scope,
     )
     engines: dict[str, Engine] = {"dev": dev, settings.engine_kind: engine}
     if settings.openai_base_url:

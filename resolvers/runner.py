@@ -5,6 +5,12 @@ job calls it). It claims the creation (QUEUED -> RUNNING), appends `started`, th
 batched on a leading edge (the first token goes out at once, later ones at most every
 `batch_interval`), `progress` events, and exactly one terminal event after the row is saved.
 A cancel signal from any process stops the model and still reports the usage so far.
+
+The row never forgets what was streamed: a heartbeat renews the producer lease and, about
+every `CHECKPOINT_SECONDS`, saves the text and seq streamed so far into the row. If Redis
+loses the event log meanwhile, the next append finds it lost and the log is rebuilt from the
+text this run holds (`History.rebuild`); a retried job resumes from the row when the log
+lacks its beginning.
 """
 
 from __future__ import annotations
@@ -22,11 +28,11 @@ from typing import Any
 from inference.base import Delta, InferenceError, Piece, Stage, Structured, Usage
 from resolvers import keys, metrics, tracing
 from resolvers.bus import Bus
-from resolvers.cache import Cache
+from resolvers.cache import HANDED_OVER, Cache, sharers
 from resolvers.errors import ServiceUnavailable
-from resolvers.events import Event, EventKind
+from resolvers.events import Event, EventKind, complete
 from resolvers.feed import Feed
-from resolvers.history import StaleProducer
+from resolvers.history import LogLost, StaleProducer
 from resolvers.logcontext import CREATION_ID
 from resolvers.models import Creation, CreationStatus
 from resolvers.outputs import Outputs
@@ -34,6 +40,7 @@ from resolvers.routing import RoutedEngine, Router, Variant
 from resolvers.tools import TOOLS
 
 log = logging.getLogger(__name__)
+CHECKPOINT_SECONDS = 1.0  # how stale the row's copy of a running creation's text may be
 
 # What clients read in CreationFailed.message; the details stay in the log.
 _PUBLIC_MESSAGES = {
@@ -61,6 +68,13 @@ class _End:
         self.error = error
 
 
+class _HandOver:
+    """Queued to wake the producer: its creation was cancelled while others share its run."""
+
+
+_Queue = asyncio.Queue[Piece | _End | _HandOver]
+
+
 @dataclass
 class _Run:
     creation_id: str
@@ -68,22 +82,31 @@ class _Run:
     text: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     prompt_streamed: int = 0  # prompt tokens already put on delta events
+    completion_streamed: int = 0  # completion tokens already put on delta events
     pending: list[Delta] = field(default_factory=list)
     pending_tokens: int = 0
     last_flush: float = 0.0
     sent_text: str = ""  # what an earlier attempt already streamed (a retried job)
     skip_chars: int = 0
     skip_fraction: float = -1.0
-    resumed: bool = False
     result: dict[str, Any] | None = None
     pieces: AsyncIterator[Piece] | None = None  # a copy of another creation's answer
     engine: RoutedEngine | None = None
     creation: Creation | None = None
     cancel_requested: bool = False
     pump: asyncio.Task[None] | None = None
+    queue: _Queue | None = None
+    hand_over: bool = False  # cancelled while copies follow: go on for them (`_hand_over`)
+    shared: bool = False  # producing the run that went on for the copies of a cancelled source
     began: float = field(default_factory=time.monotonic)
     first_token: float | None = None
     unconfirmed: Event | None = None  # written to the log, its answer not yet read
+    # (seq, monotonic time) last saved in the row; the claim saved it RUNNING at seq 0
+    checkpoint: tuple[int, float] = field(default_factory=lambda: (0, time.monotonic()))
+
+    def streamed(self) -> str:
+        """Every text this creation has streamed, an earlier attempt's included."""
+        return self.sent_text + "".join(self.text)
 
 
 class Runner:
@@ -153,6 +176,8 @@ class Runner:
     async def run(self, creation_id: str) -> CreationStatus | None:
         """Produce a queued (or interrupted) creation's events; its final status, None if
         it is not ours. A worker that stops midway lets CancelledError through: arq retries."""
+        if creation_id in self._runs:
+            return None  # already produced here (a retry of a job this worker still runs)
         creation = await Creation.get_or_none(id=creation_id)
         if creation is None or creation.status.terminal:
             return None if creation is None else creation.status
@@ -215,6 +240,15 @@ class Runner:
                 "the run was interrupted and could not be resumed exactly",
             )
             return CreationStatus.FAILED
+        except ServiceUnavailable:
+            # The event log stayed unreachable: the row keeps what was streamed, and its
+            # followers write the ending into the log once Redis is back.
+            log.warning("creation %s: the event log is unreachable, ending the run", creation_id)
+            with contextlib.suppress(Exception):
+                await self._finish(
+                    state, CreationStatus.FAILED, "INTERRUPTED", "the event log was unreachable"
+                )
+            return CreationStatus.FAILED
         except Exception:  # the outermost layer of a run: it must still end its stream
             log.exception("creation %s: the run failed", creation_id)
             # If even this fails (database down), followers settle the creation later.
@@ -229,20 +263,16 @@ class Runner:
             if state.pump is not None and not state.pump.done():
                 state.pump.cancel()
 
-    async def _start(
-        self, creation: Creation, state: _Run, *, fresh: bool
-    ) -> asyncio.Queue[Piece | _End]:
+    async def _start(self, creation: Creation, state: _Run, *, fresh: bool) -> _Queue:
         """Start the model and write `started`; the queue receives the tool's pieces."""
         if not fresh:
-            state.seq, state.sent_text, state.skip_fraction = await self._resume_point(
-                state.creation_id
-            )
+            state.seq, state.sent_text, state.skip_fraction = await self._resume_point(creation)
             state.skip_chars = len(state.sent_text)
-            state.resumed = state.seq > 0
             # A cancel may have come between the claim and the registration.
             if await self._feed.history.cancel_flagged(state.creation_id):
                 state.cancel_requested = True
-        queue: asyncio.Queue[Piece | _End] = asyncio.Queue()
+        queue: _Queue = asyncio.Queue()
+        state.queue = queue
         if state.cancel_requested:
             queue.put_nowait(_End(asyncio.CancelledError()))
         else:
@@ -259,7 +289,7 @@ class Runner:
             await self._emit(state, EventKind.STARTED, model=creation.model)
         return queue
 
-    async def _produce(self, state: _Run, queue: asyncio.Queue[Piece | _End]) -> CreationStatus:
+    async def _produce(self, state: _Run, queue: _Queue) -> CreationStatus:
         interval = self._batching.interval
         while True:
             deadline = state.last_flush + interval if state.pending else None
@@ -268,6 +298,10 @@ class Runner:
                     item = await queue.get()
             except TimeoutError:
                 await self._flush(state)
+                continue
+            if state.hand_over:
+                await self._hand_over(state)
+            if isinstance(item, _HandOver):
                 continue
             if isinstance(item, _End):
                 await self._flush(state)
@@ -342,6 +376,7 @@ class Runner:
             completion_tokens=max(tokens, 0),
         )
         state.prompt_streamed += prompt
+        state.completion_streamed += max(tokens, 0)
         state.text.append(text)  # only what was sent: the stored output never holds more
         if state.first_token is None:
             state.first_token = time.monotonic()
@@ -351,13 +386,21 @@ class Runner:
             )
 
     async def _finish(
-        self, state: _Run, status: CreationStatus, code: str = "", message: str = ""
+        self,
+        state: _Run,
+        status: CreationStatus,
+        code: str = "",
+        message: str = "",
+        *,
+        log_code: str = "",
     ) -> None:
+        """Save the row, then write the ending (its code is `log_code` when one is given)."""
         await self._confirm_interrupted_write(state)
+        if state.shared:
+            await self._finish_shared(state, status, code, message)
+            return
         terminal_seq = state.seq + 1
-        output, output_key = await self._outputs.keep(
-            state.creation_id, await self._full_output(state)
-        )
+        output, output_key = await self._outputs.keep(state.creation_id, state.streamed())
         # Conditional: a follower may have ended this run as orphaned (lease lost).
         ended = await Creation.filter(id=state.creation_id, status=CreationStatus.RUNNING).update(
             status=status,
@@ -389,47 +432,111 @@ class Runner:
             kind,
             prompt_tokens=state.usage.prompt_tokens,
             completion_tokens=state.usage.completion_tokens,
-            code=code,
+            code=log_code or code,
             message=message,
         )
 
-    async def _full_output(self, state: _Run) -> str:
-        if not state.resumed:
-            return "".join(state.text)
-        # After a retry the first part of the text is only in the log.
-        earlier = await self._feed.history.read(state.creation_id, after=0, count=1_000_000)
-        return "".join(e.text for e in earlier if e.kind is EventKind.DELTA)
+    async def _hand_over(self, state: _Run) -> None:
+        """End this creation as cancelled for its owner while the run goes on for the
+        creations copying it, in the log of `keys.shared_run(<this creation>)`."""
+        state.hand_over = False
+        await self._flush(state)
+        run_id = keys.shared_run(state.creation_id)
+        await self._feed.history.hold_lease(run_id, self._feed.lease_seconds)
+        await self._finish(state, CreationStatus.CANCELLED, log_code=HANDED_OVER)
+        log.info("creation %s: cancelled; its run goes on for the copies", state.creation_id)
+        state.creation_id, state.shared, state.cancel_requested = run_id, True, False
+        state.seq, state.text, state.sent_text, state.skip_chars = 0, [], "", 0
+        state.usage, state.prompt_streamed, state.completion_streamed = Usage(), 0, 0
+        state.skip_fraction = -1.0
+        model = state.creation.model if state.creation is not None else ""
+        await self._emit(state, EventKind.STARTED, model=model)
+
+    async def _finish_shared(
+        self, state: _Run, status: CreationStatus, code: str, message: str
+    ) -> None:
+        """End a run that went on for copies: its result for them, then its ending."""
+        if status is CreationStatus.COMPLETED and state.result is not None:
+            source_id = str(state.creation.id) if state.creation is not None else ""
+            with contextlib.suppress(Exception):  # the copies then end without it
+                await self._cache.keep_shared_result(source_id, state.result)
+        kind = {
+            CreationStatus.COMPLETED: EventKind.COMPLETED,
+            CreationStatus.CANCELLED: EventKind.CANCELLED,
+        }.get(status, EventKind.FAILED)
+        await self._emit(state, kind, code=code, message=message)
 
     async def _emit(self, state: _Run, kind: EventKind, **fields: Any) -> None:
         # The seq moves only once the event is in the log: a failed write leaves no hole.
         event = Event(creation_id=state.creation_id, seq=state.seq + 1, kind=kind, **fields)
         state.unconfirmed = event  # until the log says so: a cancel may cut the answer off
-        await self._feed.publish(event)
+        try:
+            await self._feed.publish(event)
+        except LogLost as lost:
+            await self._rebuild_log(state, lost.top)
+            await self._feed.publish(event)
         state.seq = event.seq
         state.unconfirmed = None
+
+    async def _rebuild_log(self, state: _Run, top: int) -> None:
+        """Write the lost log again from this run's memory: `started`, then one delta with
+        all the text so far, ending on the last seq confirmed."""
+        log.warning(
+            "creation %s: the event log lost seqs %d-%d; rebuilding it",
+            state.creation_id,
+            top + 1,
+            state.seq,
+        )
+        model = state.creation.model if state.creation is not None else ""
+        events = [Event(state.creation_id, 1, EventKind.STARTED, model=model)]
+        if state.seq >= 2:
+            events.append(
+                Event(
+                    state.creation_id,
+                    state.seq,
+                    EventKind.DELTA,
+                    text=state.streamed(),
+                    prompt_tokens=state.prompt_streamed,
+                    completion_tokens=state.completion_streamed,
+                    first_seq=2,
+                )
+            )
+        usage = (state.prompt_streamed, state.completion_streamed)
+        if not await self._feed.history.rebuild(events[: state.seq], usage):
+            raise StaleProducer(f"{state.creation_id}: another producer wrote the log meanwhile")
 
     async def _confirm_interrupted_write(self, state: _Run) -> None:
         """A write cut off by a cancel may have landed: if it did, it is part of the run
         (the ending must follow it, and its text belongs to the output)."""
         event, state.unconfirmed = state.unconfirmed, None
-        if event is None or not await self._feed.history.holds(event):
+        if event is None:
             return
+        try:
+            if not await self._feed.history.holds(event):
+                return
+        except ServiceUnavailable:
+            return  # unknown: the row keeps only what is known to be streamed
         state.seq = event.seq
         if event.kind is EventKind.DELTA:
             state.text.append(event.text)
 
-    async def _resume_point(self, creation_id: str) -> tuple[int, str, float]:
-        """(last seq, text streamed, last progress) of a creation started before."""
-        earlier = await self._feed.history.read(creation_id, after=0, count=1_000_000)
-        if not earlier:
-            return 0, "", -1.0
-        text = "".join(e.text for e in earlier if e.kind is EventKind.DELTA)
-        fractions = [e.fraction for e in earlier if e.kind is EventKind.PROGRESS]
-        return earlier[-1].seq, text, max(fractions, default=-1.0)
+    async def _resume_point(self, creation: Creation) -> tuple[int, str, float]:
+        """(last seq, text streamed, last progress) of a creation started before: from its
+        log, or from the row's checkpoint when the log lost its beginning or its end."""
+        earlier = await self._feed.history.read(str(creation.id), after=0, count=1_000_000)
+        if complete(earlier) and (earlier[-1].seq if earlier else 0) >= creation.last_seq:
+            if not earlier:
+                return 0, "", -1.0
+            text = "".join(e.text for e in earlier if e.kind is EventKind.DELTA)
+            fractions = [e.fraction for e in earlier if e.kind is EventKind.PROGRESS]
+            return earlier[-1].seq, text, max(fractions, default=-1.0)
+        log.warning("creation %s: resuming from the row, the log lost events", creation.id)
+        return creation.last_seq, await self._outputs.full(creation), -1.0
 
     async def _heartbeat(self, state: _Run) -> None:
-        """Renew the producer lease; also re-read the cancel flag, in case a cancel signal
-        was lost on pub/sub (a reconnect, or a replica that missed the control channel)."""
+        """Renew the producer lease and checkpoint the row; also re-read the cancel flag, in
+        case a cancel signal was lost on pub/sub (a reconnect, or a replica that missed the
+        control channel)."""
         lease = self._feed.lease_seconds
         while True:
             try:
@@ -440,16 +547,69 @@ class Runner:
                     self._cancel_local(state.creation_id)
             except ServiceUnavailable:
                 log.warning("creation %s: could not renew the producer lease", state.creation_id)
-            await asyncio.sleep(lease / 3)
+            if state.shared and state.creation is not None:
+                with contextlib.suppress(Exception):  # the database is down: try next beat
+                    if not await sharers(str(state.creation.id)):
+                        self._stop(state)  # every copy was cancelled
+            await self._checkpoint(state, lease / 2)
+            await asyncio.sleep(min(lease / 3, CHECKPOINT_SECONDS))
+
+    async def _checkpoint(self, state: _Run, at_least_every: float) -> None:
+        """Save what was streamed so far into the row, when it moved on (and at least every
+        `at_least_every` s: a fresh `updated_at` tells followers the producer lives)."""
+        seq, saved_at = state.checkpoint
+        now = time.monotonic()
+        if state.shared or (state.seq == seq and now - saved_at < at_least_every):
+            return
+        try:
+            output, output_key = await self._outputs.keep(state.creation_id, state.streamed())
+            await Creation.filter(id=state.creation_id, status=CreationStatus.RUNNING).update(
+                output=output,
+                output_key=output_key,
+                last_seq=state.seq,
+                prompt_tokens=state.prompt_streamed,
+                completion_tokens=state.completion_streamed,
+                updated_at=datetime.now(UTC),
+            )
+        except Exception:  # the database may be down for a moment: the next beat retries
+            log.warning("creation %s: could not checkpoint the row", state.creation_id)
+            return
+        state.checkpoint = (state.seq, now)
 
     def _cancel_local(self, creation_id: str) -> bool:
         state = self._runs.get(creation_id)
         if state is None:
             return False
+        if state.cancel_requested or state.shared:
+            return True  # a shared run stops once no copy follows it (`_heartbeat`)
+        if state.creation is not None and state.creation.cache_key and not state.shared:
+            state.cancel_requested = True
+            task = asyncio.create_task(self._cancel_shareable(state))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._stop(state)
+        return True
+
+    def _stop(self, state: _Run) -> None:
         state.cancel_requested = True
         if state.pump is not None:
             state.pump.cancel()
-        return True
+
+    async def _cancel_shareable(self, state: _Run) -> None:
+        """Cancel a run that identical requests may copy: if some do, it goes on for them
+        (`_hand_over`); else its model stops."""
+        shared = False
+        if state.creation is not None and state.creation.cache_key:
+            with contextlib.suppress(Exception):  # unknown: stop it, as with no copies
+                await self._cache.release(state.creation.cache_key, state.creation_id)
+                shared = await sharers(state.creation_id)
+        pump, queue = state.pump, state.queue
+        if shared and pump is not None and not pump.done() and queue is not None:
+            state.hand_over = True
+            queue.put_nowait(_HandOver())
+        else:
+            self._stop(state)
 
     async def _on_control(self, message: str) -> None:
         data = json.loads(message)
@@ -486,9 +646,7 @@ def _served(engine: RoutedEngine | None) -> dict[str, str]:
     return {"model": engine.name, "variant": engine.served_by.name}
 
 
-def _start_pump(
-    pieces: AsyncIterator[Piece], queue: asyncio.Queue[Piece | _End]
-) -> asyncio.Task[None]:
+def _start_pump(pieces: AsyncIterator[Piece], queue: _Queue) -> asyncio.Task[None]:
     """Move the tool's pieces into `queue`; however the task ends (even cancelled before it
     ran a step), an `_End` follows, so the producer loop never waits forever."""
 

@@ -80,6 +80,7 @@ mutation R($email: String!) {
   }
 }
 """
+ROW = "query C($id: ID!) { creation(id: $id) { status output } }"
 REQUEST_BOUND = 5.0  # no request may take longer while a service is down
 LEXICON_ENTRIES = [{"source": "stream", "target": "流"}]
 
@@ -213,6 +214,82 @@ async def test_a_killed_worker_s_long_job_resumes_on_another_worker(
             replay = events_of(await sock.collect(op))
         assert_well_formed(replay)
         assert text_of(replay) == expected_text
+
+
+async def test_a_worker_killed_during_a_shared_run_is_reclaimed_through_the_copy(
+    service_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 11, finding 9: a copy of a running long request never ran the quiet check on its
+    source, so when the source's worker died the copy waited for arq's in-progress key (about
+    30 minutes). Here nobody follows the source: only the copy's reader can notice."""
+    port = free_port()
+    spec = ReportSpec(topic="shared and reclaimed", sections=4, section_tokens=200, seed=11)
+    expected_text, _tokens = await _reference_report(spec)
+    report_input = {
+        "topic": spec.topic,
+        "sections": spec.sections,
+        "sectionTokens": spec.section_tokens,
+        "seed": spec.seed,
+    }
+    start = """
+    mutation R($input: ReportInput!) { report(input: $input) {
+      ... on Creation { id cached } } }
+    """
+    with contextlib.ExitStack() as stack:
+        serve = [CLI, "serve", "--port", str(port), "--log-level", "warning"]
+        stack.enter_context(spawned(serve, service_env, tmp_path / "api.log"))
+        worker_a = stack.enter_context(spawned([CLI, "worker"], service_env, tmp_path / "a.log"))
+        url = f"http://127.0.0.1:{port}"
+        await asyncio.gather(_ready(url), _logged(tmp_path / "a.log", "worker ready"))
+        graphql = GraphQLClient(url)
+        token = await graphql.register()
+        # given a long report on worker A, and an identical one sharing its run
+        source = (await graphql.query(start, {"input": report_input}, token))["report"]
+        copy = (await graphql.query(start, {"input": report_input}, token))["report"]
+        assert copy["cached"] and not source["cached"], (source, copy)
+        events: list[dict[str, Any]] = []
+        async with open_socket(url.replace("http", "ws") + "/graphql", token) as sock:
+            op = await sock.subscribe(EVENTS, {"id": copy["id"], "after": 0})
+            killed_at = None
+            async with asyncio.timeout(90):
+                while True:
+                    message = await sock.receive(timeout=60)
+                    if message["type"] == "complete":
+                        break
+                    assert message["type"] == "next" and message["id"] == op, message
+                    assert not message["payload"].get("errors"), message
+                    events.append(message["payload"]["data"]["creationEvents"])
+                    # when worker A is killed mid-run, and worker B starts
+                    if killed_at is None and _deltas_since(events, fraction=0.4) >= 3:
+                        stop(worker_a, signal.SIGKILL)
+                        killed_at = time.monotonic()
+                        stack.enter_context(
+                            spawned([CLI, "worker"], service_env, tmp_path / "b.log")
+                        )
+        assert killed_at is not None, "the report ended before the worker could be killed"
+        recovered_in = time.monotonic() - killed_at
+        _timing("killed worker under a shared run -> the copy completed", recovered_in)
+        rows = [
+            (await graphql.query(ROW, {"id": creation_id}, token))["creation"]
+            for creation_id in (source["id"], copy["id"])
+        ]
+        await graphql.aclose()
+        # and a later replay of either, from the start, is the whole report
+        async with open_socket(url.replace("http", "ws") + "/graphql", token) as sock:
+            replays = [
+                events_of(await sock.collect(await sock.subscribe(EVENTS, {"id": i, "after": 0})))
+                for i in (source["id"], copy["id"])
+            ]
+    # then the copy's reader got the whole report once, as stored, well before arq's timeout
+    assert_well_formed(events)
+    assert events[-1]["__typename"] == "CreationCompleted", events[-1]
+    assert text_of(events) == expected_text
+    assert [row["status"] for row in rows] == ["COMPLETED", "COMPLETED"], rows
+    assert rows[0]["output"] == rows[1]["output"] == expected_text
+    for replay in replays:
+        assert_well_formed(replay)
+        assert text_of(replay) == expected_text
+    assert recovered_in < 60
 
 
 # --- 2. Redis connections dropped during a stream ----------------------------------------

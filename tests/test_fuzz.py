@@ -89,8 +89,9 @@ REQUEST_ERROR = re.compile(
 
 
 def known_codes() -> set[str]:
-    """Codes of expected errors: the schema's ErrorCode, our exception types, BAD_REQUEST."""
-    codes = {code.value for code in ErrorCode} | {"BAD_REQUEST"}
+    """Codes of expected errors: the schema's ErrorCode, our exception types, and the
+    request-level ones (BAD_REQUEST; DOCUMENT_TOO_LARGE, an anonymous document over 16K)."""
+    codes = {code.value for code in ErrorCode} | {"BAD_REQUEST", "DOCUMENT_TOO_LARGE"}
     pending = list(CreationKingError.__subclasses__())
     while pending:
         cls = pending.pop()

@@ -135,8 +135,9 @@ class Creation:
 
     @strawberry.field(
         description="The generated text: complete once COMPLETED, the part made so far when "
-        "CANCELLED or FAILED, empty while running (stream it with Subscription.creationEvents). "
-        "Long outputs are read from object storage."
+        "CANCELLED or FAILED. While running: the part saved so far, about a second behind the "
+        "stream (stream it with Subscription.creationEvents). Long outputs are read from "
+        "object storage."
     )
     async def output(self, info: Info) -> str:
         return await info.context.core.outputs.read(self.inline_output, self.output_key)

@@ -45,6 +45,11 @@ class ErrorCode(Enum):
     SERVICE_UNAVAILABLE = strawberry.enum_value(
         "SERVICE_UNAVAILABLE", description="A backing service failed; retry later."
     )
+    EVENTS_LOST = strawberry.enum_value(
+        "EVENTS_LOST",
+        description="A subscription's events after its cursor were lost by the event store "
+        "and cannot be told apart: follow again with after: 0 (the whole text so far).",
+    )
 
 
 @strawberry.interface(description="An expected failure of a mutation.")

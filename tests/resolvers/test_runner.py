@@ -251,8 +251,10 @@ async def test_a_failing_log_write_still_ends_the_stream(settings: Settings) -> 
         events = await logged(core, str(creation.id))
         await creation.refresh_from_db()
     assert status is CreationStatus.FAILED
-    assert events[-1].kind is EventKind.FAILED and events[-1].code == "INTERNAL"
+    # a log that stays unreachable interrupts the run; the row keeps what was streamed
+    assert events[-1].kind is EventKind.FAILED and events[-1].code == "INTERRUPTED"
     assert creation.status is CreationStatus.FAILED
+    assert creation.output == "".join(e.text for e in events if e.kind is EventKind.DELTA)
 
 
 async def test_a_cancel_flagged_before_the_model_starts_ends_at_once(settings: Settings) -> None:
