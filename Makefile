@@ -8,10 +8,17 @@ PYTEST_ARGS ?=
 
 .PHONY: run test check fmt triton-venv triton-dev bench schema clean
 
+# llama-cpp-python builds from source on a first install (4-6 minutes on 2 cores; pip's wheel
+# cache keeps it): portable AVX2 code, no OpenMP (its spinning threads), no multimodal part.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON \
+	-DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_OPENMP=OFF
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+
 $(VENV)/.stamp-run: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	@echo "installing (a first install builds llama.cpp: about 5 minutes, once)"
+	$(PY) -m pip install --quiet -e '.[local]'
 	touch $@
 
 $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-run

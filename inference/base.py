@@ -6,13 +6,15 @@ Errors raised by any backend::
      ├── ModelUnavailable   the model or server cannot be reached or is not loaded
      ├── InferenceTimeout   no token (or no answer) within the configured time
      └── BadInput           the request was refused by the model as malformed
+          └── UnsupportedLanguage   the model does not know the requested language
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -50,6 +52,12 @@ class BadInput(InferenceError):
     code = "BAD_INPUT"
 
 
+class UnsupportedLanguage(BadInput):
+    """The model does not know the requested language (an English-only speech model)."""
+
+    code = "UNSUPPORTED_LANGUAGE"
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """One generation: what to send to the model, never read from the environment."""
@@ -61,6 +69,7 @@ class GenerationRequest:
     temperature: float = 0.7
     seed: int | None = None
     parameters: Mapping[str, str | int | float | bool] = field(default_factory=dict)
+    stop: tuple[str, ...] = ()  # the text ends before the first of these (engines that can)
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,18 @@ class Structured:
     yielded once, at the end; stored on the creation beside its text."""
 
     data: Mapping[str, object]
+
+
+# Set by whoever iterates a tool's pieces (the runner, per run): an engine that makes a
+# request wait for a free model tells it its place in line, 1 being next.
+QUEUE_POSITION: ContextVar[Callable[[int], None] | None] = ContextVar(
+    "queue_position", default=None
+)
+
+
+def queue_position_reporter() -> Callable[[int], None] | None:
+    """Where the current run wants to hear its place in an engine's line, if anywhere."""
+    return QUEUE_POSITION.get()
 
 
 Piece = Delta | Stage | Usage | Structured

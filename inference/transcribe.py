@@ -1,9 +1,12 @@
-"""The transcribe tool's engine: validated audio to text with a speech model (Whisper on Triton).
+"""The transcribe tool's engine: validated audio to text with a speech model (Whisper on Triton,
+or Whisper tiny.en on this machine: `inference.speech`).
 
 The audio is sniffed first (format, and duration where the headers tell it), then sent as
-base64 in the request's `parameters`; the transcript streams back as deltas. The dev engine
-cannot hear, so transcription with it fails with `ModelUnavailable` rather than faking text.
-`is_long` lets the routing layer send long audio to a worker instead of a request.
+base64 in the request's `parameters` (`audio_b64`, `content_type`, `language` or
+`AUTO_LANGUAGE`, `timestamps`); the transcript streams back as deltas. Any engine that reads
+those parameters can serve it. The dev engine cannot hear, so transcription with it fails with
+`ModelUnavailable` rather than faking text. `is_long` lets the routing layer send long audio
+to a worker instead of a request.
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ async def transcribe(
 ) -> AsyncIterator[Piece]:
     """Validate the audio (through `offload`, off the event loop: up to 50 MiB), stream its
     transcript from the speech model, then a structured result; `ModelUnavailable` with the
-    dev engine, which cannot transcribe."""
+    dev engine, which cannot transcribe, and `UnsupportedLanguage` from a model that does not
+    know `spec.language`."""
     yield Stage(0.0, "decoding")
     info = await offload(sniff_audio, spec.audio)
     if engine.name == DEV_ENGINE:

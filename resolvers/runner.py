@@ -25,12 +25,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from inference.base import Delta, InferenceError, Piece, Stage, Structured, Usage
+from inference.base import (
+    QUEUE_POSITION,
+    Delta,
+    InferenceError,
+    Piece,
+    Stage,
+    Structured,
+    Usage,
+)
 from resolvers import keys, metrics, tracing
 from resolvers.bus import Bus
 from resolvers.cache import HANDED_OVER, Cache, sharers
 from resolvers.errors import ServiceUnavailable
-from resolvers.events import Event, EventKind, complete
+from resolvers.events import Event, EventKind, complete, is_queue_notice, queue_notice
 from resolvers.feed import Feed
 from resolvers.history import LogLost, StaleProducer
 from resolvers.logcontext import CREATION_ID
@@ -48,6 +56,7 @@ _PUBLIC_MESSAGES = {
     "INFERENCE_TIMEOUT": "the model did not answer in time",
     "BAD_INPUT": "the model refused the request",
     "INFERENCE_ERROR": "the model failed",
+    "UNSUPPORTED_LANGUAGE": "the speech model does not know this language",
 }
 
 
@@ -72,7 +81,14 @@ class _HandOver:
     """Queued to wake the producer: its creation was cancelled while others share its run."""
 
 
-_Queue = asyncio.Queue[Piece | _End | _HandOver]
+@dataclass(frozen=True)
+class _Queued:
+    """The engine keeps the run waiting for a free model: `position` 1 is next."""
+
+    position: int
+
+
+_Queue = asyncio.Queue[Piece | _End | _HandOver | _Queued]
 
 
 @dataclass
@@ -89,6 +105,7 @@ class _Run:
     sent_text: str = ""  # what an earlier attempt already streamed (a retried job)
     skip_chars: int = 0
     skip_fraction: float = -1.0
+    fraction: float = 0.0  # of the last progress event
     result: dict[str, Any] | None = None
     pieces: AsyncIterator[Piece] | None = None  # a copy of another creation's answer
     engine: RoutedEngine | None = None
@@ -186,6 +203,9 @@ class Runner:
         )
         if not claimed and creation.status is not CreationStatus.RUNNING:
             return None
+        # From here the log is ours: the queue notices written while it waited stop now
+        # (they could otherwise land between our read of the log and our next append).
+        await self._feed.history.claim(creation_id)
         return await self._run(creation, self._register(creation_id), fresh=False, retry=True)
 
     def _register(self, creation_id: str) -> _Run:
@@ -316,9 +336,16 @@ class Runner:
             elif isinstance(item, Stage):
                 await self._flush(state)
                 if item.fraction > state.skip_fraction:  # a retry passes stages already sent
+                    state.fraction = item.fraction
                     await self._emit(
                         state, EventKind.PROGRESS, fraction=item.fraction, stage=item.name
                     )
+            elif isinstance(item, _Queued):
+                await self._flush(state)
+                notice = queue_notice(state.creation_id, 0, item.position, state.fraction)
+                await self._emit(
+                    state, EventKind.PROGRESS, fraction=notice.fraction, stage=notice.stage
+                )
             elif isinstance(item, Structured):
                 state.result = dict(item.data)
             else:
@@ -528,7 +555,11 @@ class Runner:
             if not earlier:
                 return 0, "", -1.0
             text = "".join(e.text for e in earlier if e.kind is EventKind.DELTA)
-            fractions = [e.fraction for e in earlier if e.kind is EventKind.PROGRESS]
+            fractions = [
+                e.fraction
+                for e in earlier
+                if e.kind is EventKind.PROGRESS and not is_queue_notice(e)
+            ]
             return earlier[-1].seq, text, max(fractions, default=-1.0)
         log.warning("creation %s: resuming from the row, the log lost events", creation.id)
         return creation.last_seq, await self._outputs.full(creation), -1.0
@@ -651,6 +682,8 @@ def _start_pump(pieces: AsyncIterator[Piece], queue: _Queue) -> asyncio.Task[Non
     ran a step), an `_End` follows, so the producer loop never waits forever."""
 
     async def pump() -> None:
+        # An engine that makes this run wait for a free model says where it is in line.
+        QUEUE_POSITION.set(lambda position: queue.put_nowait(_Queued(position)))
         try:
             async for piece in pieces:
                 queue.put_nowait(piece)

@@ -45,8 +45,24 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(None, description="its API key")
     openai_timeout: float = Field(60, gt=0, description="seconds to headers and between chunks")
     openai_max_retries: int = Field(3, ge=0, le=10, description="on 429/5xx, before any text")
-    engine: Literal["auto", "dev", "triton"] = Field(
-        "auto", description="auto = triton when CK_TRITON_URL is set, else the dev engine"
+    engine: Literal["auto", "dev", "triton", "local"] = Field(
+        "auto",
+        description="auto = triton when CK_TRITON_URL is set; else, embedded outside "
+        "production and tests, the local engine (small real models on the CPU); else the dev "
+        "engine (deterministic stand-in text)",
+    )
+    local_threads: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="local engine: CPU threads per sequence (llama.cpp's threads spin: more "
+        "than the idle cores makes every token slower, not faster)",
+    )
+    local_slots: int = Field(
+        2, ge=1, le=16, description="local engine: sequences generated at once (queue beyond)"
+    )
+    local_context_tokens: int = Field(
+        2048, ge=256, le=8192, description="local engine: prompt plus answer, in tokens"
     )
     jwt_secret: SecretStr | None = Field(
         None, description="HS256 key, at least 32 characters; embedded mode generates one"
@@ -285,11 +301,14 @@ class Settings(BaseSettings):
         return self.redis_url is None
 
     @property
-    def engine_kind(self) -> Literal["dev", "triton"]:
-        """The generation backend this process uses."""
-        if self.engine == "auto":
-            return "triton" if self.triton_url else "dev"
-        return self.engine
+    def engine_kind(self) -> Literal["dev", "triton", "local"]:
+        """The generation backend this process uses (production never picks the local engine
+        by itself: it serves what its settings and routes name)."""
+        if self.engine != "auto":
+            return self.engine
+        if self.triton_url:
+            return "triton"
+        return "local" if self.embedded_redis and self.env == "dev" else "dev"
 
     @property
     def db_url(self) -> str:

@@ -96,6 +96,7 @@ def make_settings(**overrides: Any) -> Settings:
         "jwt_secret": TEST_SECRET,
         "argon2_time_cost": 1,
         "argon2_memory_kib": 1024,
+        "engine": "dev",
         "dev_token_delay": 0.0,
         "follow_poll_seconds": 0.2,
         "graphiql": True,

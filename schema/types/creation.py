@@ -81,8 +81,10 @@ class Creation:
         deprecation_reason="Use `details`: the same data, typed per tool.",
     )
     model: str = strawberry.field(
-        description="Backend that generated it: `dev-engine` for the built-in deterministic "
-        "engine, `triton` for real models."
+        description="Backend that generated it: `local` for the small real models of embedded "
+        "mode (SmolLM2-135M-Instruct for text, Whisper tiny.en for speech), `triton` or "
+        "`openai` for served models, `dev-engine` for the built-in deterministic stand-in "
+        "(no model: placeholder text)."
     )
     error_code: str | None = strawberry.field(description="Why it failed, when FAILED.")
     error_message: str | None = strawberry.field(description="Failure details for humans.")

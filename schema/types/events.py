@@ -31,7 +31,10 @@ class CreationEvent:
 
 @strawberry.type(description="The model started working on the creation (seq 1).")
 class CreationStarted(CreationEvent):
-    model: str = strawberry.field(description="Backend generating it (`dev-engine`, `triton`).")
+    model: str = strawberry.field(
+        description="Backend generating it (`local`, `triton`, `openai`, or `dev-engine`: a "
+        "stand-in with no model)."
+    )
 
 
 @strawberry.type(
@@ -70,8 +73,9 @@ class CreationCompleted(CreationEvent):
 @strawberry.type(description="Terminal: the creation failed.")
 class CreationFailed(CreationEvent):
     code: str = strawberry.field(
-        description="MODEL_UNAVAILABLE, INFERENCE_TIMEOUT, BAD_INPUT, INTERRUPTED (the server "
-        "stopped) or INTERNAL."
+        description="MODEL_UNAVAILABLE, INFERENCE_TIMEOUT, BAD_INPUT, UNSUPPORTED_LANGUAGE "
+        "(transcribe: the speech model does not know the language asked for), INTERRUPTED "
+        "(the producer stopped, or the event log stayed unreachable) or INTERNAL."
     )
     message: str = strawberry.field(description="Details for humans.")
     usage: Usage = strawberry.field(description="Tokens spent before the failure.")
