@@ -27,10 +27,11 @@ from resolvers.errors import (
     NotFound,
     ServiceUnavailable,
 )
-from resolvers.events import Event, EventKind
+from resolvers.events import Event, EventKind, is_queue_notice, queue_notice
 from resolvers.feed import Feed
 from resolvers.guard.inputs import mask, screen
 from resolvers.guard.shield import Shield
+from resolvers.history import LogLost, StaleProducer
 from resolvers.limits import reserve_tokens
 from resolvers.models import Creation, CreationStatus
 from resolvers.outputs import Outputs
@@ -115,7 +116,32 @@ async def start_creation(
             # Never leave a QUEUED row that nothing will run.
             await creation.delete()
             raise
+        await announce_queue(creation, feed=feed, queue=queue)
     return creation
+
+
+async def announce_queue(creation: Creation, *, feed: Feed, queue: JobQueue) -> None:
+    """While a long creation waits for a worker, its log says so: `started`, then a Progress
+    "queued (position N)" whenever its place changes. Appended only until a runner claims
+    the creation (the runner's own events follow on); anything that goes wrong here only
+    means one notice fewer."""
+    creation_id = str(creation.id)
+    try:
+        position = await queue.position(creation_id)
+        if position is None:
+            return
+        tail = await feed.history.last_event(creation_id)
+        if tail is None:
+            started = Event(creation_id, 1, EventKind.STARTED, model=creation.model)
+            await feed.history.append(started, unclaimed=True)
+            tail = started
+        if is_queue_notice(tail) and tail.stage == queue_notice("", 0, position).stage:
+            return
+        if tail.kind is EventKind.STARTED or is_queue_notice(tail):
+            notice = queue_notice(creation_id, tail.seq + 1, position)
+            await feed.history.append(notice, unclaimed=True)
+    except (StaleProducer, LogLost, ServiceUnavailable):
+        return
 
 
 async def wait_until_finished(
@@ -191,12 +217,16 @@ async def cancel_creation(
     )
     if creation.status.terminal:
         raise AlreadyFinished(f"creation {creation_id} is already {creation.status.value}")
-    # Not started yet: cancel it here (the compare-and-set loses to a runner that claims it).
+    # Not started yet: cancel it here (the compare-and-set loses to a runner that claims it),
+    # after the queue notices it may have in its log.
+    if creation.status is CreationStatus.QUEUED:
+        await feed.history.claim(str(creation.id))
+    ending_seq = await feed.history.last_seq(str(creation.id)) + 1
     cancelled = await Creation.filter(id=creation.id, status=CreationStatus.QUEUED).update(
-        status=CreationStatus.CANCELLED, finished_at=datetime.now(UTC), last_seq=1
+        status=CreationStatus.CANCELLED, finished_at=datetime.now(UTC), last_seq=ending_seq
     )
     if cancelled:
-        await feed.publish(Event(str(creation.id), 1, EventKind.CANCELLED))
+        await feed.publish(Event(str(creation.id), ending_seq, EventKind.CANCELLED))
         await queue.abort(str(creation.id))
     else:
         # The runner's signal stops the model mid-stream and still writes the terminal event;
@@ -256,8 +286,13 @@ async def _follow(
             yield event
         return
 
+    async def quiet_check() -> None:
+        await settle(creation_id, feed=feed, queue=queue)
+        if creation.status is CreationStatus.QUEUED:
+            await announce_queue(creation, feed=feed, queue=queue)
+
     async def on_quiet(_last: int) -> None:
-        await feed.once_per_poll(creation_id, lambda: settle(creation_id, feed=feed, queue=queue))
+        await feed.once_per_poll(creation_id, quiet_check)
 
     while True:
         try:

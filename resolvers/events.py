@@ -126,3 +126,17 @@ def complete(events: list[Event]) -> bool:
             return False
         last = event.seq
     return True
+
+
+QUEUE_STAGE = "queued (position {})"  # the stage of a Progress event while a run waits
+
+
+def queue_notice(creation_id: str, seq: int, position: int, fraction: float = 0.0) -> Event:
+    """A Progress event telling a waiting creation its place in line (1 = next)."""
+    stage = QUEUE_STAGE.format(position)
+    return Event(creation_id, seq, EventKind.PROGRESS, fraction=fraction, stage=stage)
+
+
+def is_queue_notice(event: Event) -> bool:
+    """True for the Progress events `queue_notice` makes (they mark no step of the work)."""
+    return event.kind is EventKind.PROGRESS and event.stage.startswith("queued (")

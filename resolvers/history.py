@@ -32,8 +32,10 @@ _STALE = "equal or smaller than the target stream top item"
 # cannot give once it is trimmed.
 # ARGV[7] is the seq: past the first event, the log must hold the one before (a larger top is
 # left to XADD, which refuses a stale producer). Returns the top seq when the log lost it.
+# ARGV[8] '1': only while no runner has claimed the creation (KEYS[4]), for queue notices.
 _APPEND = """
 local seq = tonumber(ARGV[7])
+if ARGV[8] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return {'claimed', 0} end
 if seq > 1 then
   local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
   local top_seq = top and tonumber(string.match(top[1], '-(%d+)$')) or 0
@@ -90,9 +92,10 @@ class History:
         self._append = redis.register_script(_APPEND)
         self._rebuild = redis.register_script(_REBUILD)
 
-    async def append(self, event: Event) -> None:
-        """Store `event` and publish it; raises StaleProducer if its seq was taken, LogLost
-        if the log lacks the event before it.
+    async def append(self, event: Event, *, unclaimed: bool = False) -> None:
+        """Store `event` and publish it; raises StaleProducer if its seq was taken (or, with
+        `unclaimed`, once a runner has claimed the creation), LogLost if the log lacks the
+        event before it.
 
         A dropped connection is retried for a few seconds (redis-py does not retry); a retry
         that finds its seq taken checks whether the entry is its own earlier attempt."""
@@ -112,9 +115,20 @@ class History:
                         log_key,
                         keys.event_channel(event.creation_id),
                         keys.running_usage(event.creation_id),
+                        keys.claimed(event.creation_id),
                     ],
-                    args=[f"0-{event.seq}", payload, self._maxlen, self._ttl, *counted, event.seq],
+                    args=[
+                        f"0-{event.seq}",
+                        payload,
+                        self._maxlen,
+                        self._ttl,
+                        *counted,
+                        event.seq,
+                        "1" if unclaimed else "0",
+                    ],
                 )
+                if _text(outcome) == "claimed":
+                    raise StaleProducer(f"{event.creation_id} was claimed by a runner")
                 if _text(outcome) == "lost":
                     if attempt and await self._holds(log_key, event.seq, payload):
                         return
@@ -180,6 +194,12 @@ class History:
                 Awaitable[list[Any]], self._redis.hmget(keys.running_usage(creation_id), ["p", "c"])
             )
         return int(prompt or 0), int(completion or 0)
+
+    async def claim(self, creation_id: str) -> None:
+        """Say that a runner produces this creation from now on: `unclaimed` appends (queue
+        notices written while it waited) are refused from here."""
+        with _translated():
+            await self._redis.set(keys.claimed(creation_id), "1", ex=self._ttl)
 
     async def flag_cancel(self, creation_id: str) -> None:
         """Remember that a cancel was asked, for a producer that has not started yet."""

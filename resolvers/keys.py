@@ -50,6 +50,11 @@ def in_flight(key: str) -> str:
     return f"{PREFIX}:inflight:{{{key}}}"
 
 
+def claimed(creation_id: str) -> str:
+    """Set when a runner claims a queued creation: queue notices may no longer be appended."""
+    return f"{PREFIX}:{{c:{creation_id}}}:claimed"
+
+
 def shared_run(creation_id: str) -> str:
     """The id under which a cancelled creation's run goes on for the requests sharing it:
     its log, lease and final structured result use this id."""
@@ -91,3 +96,9 @@ def signin_failures(account: str, address: str | None = None) -> str:
 def signin_address_failures(address: str) -> str:
     """Failed sign-ins from one client address, to any account (same hash as above)."""
     return f"{PREFIX}:signin:{{ip:{address}}}"
+
+
+def live_workers() -> str:
+    """A sorted set of arq worker ids, each scored with the Redis server time (seconds) at
+    which its heartbeat lapses: members scored in the past are workers that stopped beating."""
+    return f"{PREFIX}:workers"

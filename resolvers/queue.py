@@ -59,6 +59,10 @@ class JobQueue(Protocol):
         """Make a job whose worker died runnable again now; True if it did."""
         ...
 
+    async def position(self, creation_id: str) -> int | None:
+        """The job's place among those waiting to start (1 = next), None once it started."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -101,6 +105,14 @@ class ArqQueue:
         except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
             raise ServiceUnavailable("the job queue is unreachable") from exc
 
+    async def position(self, creation_id: str) -> int | None:
+        """From arq's queue (a sorted set by start time): its rank among waiting jobs."""
+        try:
+            rank = await self._redis.zrank(keys.JOB_QUEUE, keys.job_id(creation_id))
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+            raise ServiceUnavailable("the job queue is unreachable") from exc
+        return None if rank is None else int(rank) + 1
+
     async def pending(self, creation_id: str) -> bool:
         """arq keeps the job key from enqueue until the last try ends."""
         try:
@@ -131,6 +143,7 @@ class InlineQueue:
         self._ctx = ctx
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._waiting: list[str] = []  # jobs not started yet, in order
 
     async def enqueue(self, creation_id: str) -> None:
         """Start the job in the background; a second enqueue of the same creation is a no-op."""
@@ -143,6 +156,11 @@ class InlineQueue:
 
     async def pending(self, creation_id: str) -> bool:
         return creation_id in self._tasks
+
+    async def position(self, creation_id: str) -> int | None:
+        if creation_id not in self._waiting:
+            return None
+        return self._waiting.index(creation_id) + 1
 
     async def reclaim(self, creation_id: str, *, idle_seconds: float) -> bool:
         return False  # inline jobs die with the process that would reclaim them
@@ -159,9 +177,15 @@ class InlineQueue:
                 await task
 
     async def _run(self, creation_id: str, trace: tracing.Carrier) -> None:
-        async with self._slots:
+        self._waiting.append(creation_id)
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting.remove(creation_id)
+        try:
             ctx = {**self._ctx, "job_try": 1, "job_id": keys.job_id(creation_id)}
-            try:
-                await self._job(ctx, creation_id, trace=trace)
-            except Exception:  # the outermost layer of a background job
-                log.exception("inline job for creation %s failed", creation_id)
+            await self._job(ctx, creation_id, trace=trace)
+        except Exception:  # the outermost layer of a background job
+            log.exception("inline job for creation %s failed", creation_id)
+        finally:
+            self._slots.release()

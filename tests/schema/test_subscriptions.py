@@ -161,6 +161,8 @@ async def test_report_runs_on_the_worker_with_progress(
     assert_well_formed(events)
     progress = [e for e in events if e["__typename"] == "Progress"]
     assert [p["fraction"] for p in progress] == sorted(p["fraction"] for p in progress)
+    # a notice of its place in the queue may come first, until the worker takes it
+    progress = [p for p in progress if not p["stage"].startswith("queued (")]
     assert progress[0]["stage"] == "outline" and progress[-1]["fraction"] == 1.0
     assert len(progress) == 3 + 2
     text = text_of(events)
