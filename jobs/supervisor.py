@@ -14,13 +14,18 @@ few seconds ended `creation-king worker`, and `close()` failed again on the way 
   dropped its in-progress marker while the lease could not be renewed: the marker is set again.
 - The connection pool has socket timeouts, so a silent network fails a poll instead of
   hanging it, and a worker that starts during an outage waits for Redis.
+- Every few seconds the worker announces itself in `keys.live_workers()`, so that the API can
+  tell how many workers are alive (arq's own health key is one per queue, not per worker).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +34,9 @@ from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 from redis import exceptions as redis_errors
-from redis.asyncio import ConnectionPool
+from redis.asyncio import ConnectionPool, Redis
+
+from resolvers import keys
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,8 @@ REDIS_DOWN: tuple[type[BaseException], ...] = (
     redis_errors.ReadOnlyError,
     OSError,
 )
+HEARTBEAT_SECONDS = 5.0
+_MISSED_BEATS = 3  # a worker counts as gone after this many heartbeats did not arrive
 
 
 @dataclass
@@ -66,6 +75,7 @@ class SteadyWorker(Worker):
     """arq's Worker, polling on through Redis outages (see the module docstring).
 
     `redis_url` and `redis_options` build the pool (arq's RedisSettings has no socket timeout).
+    `worker_id` names it among the live workers (default: host, pid and a random suffix).
     """
 
     def __init__(
@@ -74,12 +84,17 @@ class SteadyWorker(Worker):
         redis_url: str,
         redis_options: dict[str, Any] | None = None,
         backoff: Backoff | None = None,
+        worker_id: str | None = None,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
         **options: Any,
     ) -> None:
         super().__init__(**options)
         self._redis_url = redis_url
         self._redis_options = redis_options or {}
         self._backoff = backoff or Backoff()
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._heartbeat_seconds = heartbeat_seconds
+        self._last_beat = -float("inf")
         self._down_since: float | None = None
         self._stranded: set[str] = set()  # job ids whose in-progress marker must go
         self._stopping = False
@@ -118,6 +133,14 @@ class SteadyWorker(Worker):
             await self._wait_out(exc)
         else:
             self._recovered()
+
+    async def heart_beat(self) -> None:
+        await super().heart_beat()
+        if time.monotonic() - self._last_beat >= self._heartbeat_seconds:
+            await announce_alive(
+                self.pool, self.worker_id, ttl_seconds=self._heartbeat_seconds * _MISSED_BEATS
+            )
+            self._last_beat = time.monotonic()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         for job_id in job_ids:
@@ -164,6 +187,7 @@ class SteadyWorker(Worker):
             if self._stranded:
                 await self._release_stranded()
             await self.pool.delete(self.health_check_key)
+            await self.pool.zrem(keys.live_workers(), self.worker_id)
         except REDIS_DOWN as exc:
             log.warning("redis unreachable while stopping (%s); its keys expire by themselves", exc)
         if self.on_shutdown:
@@ -216,3 +240,15 @@ class SteadyWorker(Worker):
         )
         if marked:
             log.warning("job %s: its in-progress marker was dropped while it runs here", job_id)
+
+
+async def announce_alive(redis: Redis, worker_id: str, *, ttl_seconds: float) -> None:
+    """Mark `worker_id` alive for `ttl_seconds` in `keys.live_workers()`, timed by the Redis
+    server's clock (hosts' clocks may disagree), and drop the workers that stopped beating.
+    Readers count the members scored at or after the server's time (`schema/observe.py`)."""
+    now, _ = await redis.time()
+    key = keys.live_workers()
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zremrangebyscore(key, "-inf", f"({now}")
+        pipe.zadd(key, {worker_id: now + ttl_seconds})
+        await pipe.execute()

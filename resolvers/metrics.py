@@ -74,3 +74,8 @@ RATE_LIMITED = Counter(
     "Refusals by a limit: request rate, token quota or open subscriptions.",
     ["limit"],
 )
+WORKERS_ALIVE = Gauge(
+    "ck_workers_alive",
+    "arq workers whose heartbeat is fresh (a few seconds old at most), read from Redis at "
+    "scrape time; 1 in embedded mode, where the API process runs jobs itself.",
+)

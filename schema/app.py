@@ -31,7 +31,7 @@ from schema.documents import Documents, TrustedDocuments
 from schema.ide import ide_routes
 from schema.logs import redact_tickets
 from schema.oauth import token_endpoint
-from schema.observe import RequestMetrics, metrics_endpoint, operator_may_see
+from schema.observe import RequestMetrics, live_workers, metrics_endpoint, operator_may_see
 from schema.origins import CORS, OriginPolicy
 from schema.uploads import receive_upload
 from schema.view import GraphQLView
@@ -136,21 +136,39 @@ async def _healthz(_request: Request) -> JSONResponse:
 
 
 async def _readyz(request: Request) -> JSONResponse:
-    """200 or 503 for anyone (the probes); which checks failed only for operators
-    (`schema.observe.operator_may_see`)."""
+    """200 or 503 for anyone (the probes); which checks failed and how many workers are alive
+    only for operators (`schema.observe.operator_may_see`). No live worker never makes an API
+    replica unready: it still serves everything but the runs of long tools."""
     core: Core = request.app.state.core
-    checks = dict(
-        zip(
-            ("database", "redis", "engine"),
-            await asyncio.gather(_check_db(), _check_redis(core), _check_engine(core)),
-            strict=True,
-        )
+    details = operator_may_see(request, core.settings)
+    *results, workers = await asyncio.gather(
+        _check_db(),
+        _check_redis(core),
+        _check_engine(core),
+        _count_workers(core) if details else _nothing(),
     )
+    checks = dict(zip(("database", "redis", "engine"), results, strict=True))
     ready = all(checks.values())
     body: dict[str, object] = {"status": "ready" if ready else "unavailable"}
-    if operator_may_see(request, core.settings):
+    if details:
         body["checks"] = checks
+        body["workers"] = workers
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def _count_workers(core: Core) -> int | str | None:
+    """Live arq workers; "in-process" in embedded mode; None when Redis does not answer."""
+    if core.settings.embedded_redis:
+        return "in-process"
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            return await live_workers(core.redis)
+    except (TimeoutError, redis_errors.RedisError, OSError):
+        return None  # the redis check says why
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def _check_db() -> bool:

@@ -47,18 +47,36 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def banner(settings: Settings, host: str, port: int) -> str:
+    """What `serve` prints first: the env, what runs in this process and what is a service,
+    the engine, and GraphiQL's address only when it is served."""
+    base = f"http://{host}:{port}"
+    parts = [
+        f"database: {'Postgres' if settings.database_url else f'SQLite in {settings.data_dir}'}",
+        f"redis: {'in-process' if settings.embedded_redis else 'service'}",
+        "jobs: in this process" if settings.embedded_redis else "jobs: `creation-king worker`",
+        f"files: {f'S3 bucket {settings.s3_bucket}' if settings.s3_bucket else settings.data_dir}",
+    ]
+    embedded = not (settings.database_url or settings.redis_url or settings.s3_bucket)
+    mode = "embedded" if embedded else "with services"
+    engine = settings.engine_kind + (f" at {settings.triton_url}" if settings.triton_url else "")
+    if settings.openai_base_url:
+        engine += f", openai backend at {settings.openai_base_url}"
+    lines = [
+        f"Creation King on {base} (env: {settings.env}, {mode}, engine: {engine})",
+        "  " + "; ".join(parts),
+        f"  GraphiQL: {base}/graphql" if settings.graphiql_enabled else "  GraphiQL: off",
+    ]
+    return "\n".join(lines)
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from schema.app import create_app
 
     settings = _settings()
-    mode = "embedded" if settings.embedded_redis else "production"
-    print(
-        f"Creation King ({mode} mode, engine: {settings.engine_kind}) on "
-        f"http://{args.host}:{args.port}\n  GraphiQL: http://{args.host}:{args.port}/graphql",
-        flush=True,
-    )
+    print(banner(settings, args.host, args.port), flush=True)
     app = create_app(settings)
     tune_gc()
     uvicorn.run(

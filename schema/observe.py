@@ -2,7 +2,8 @@
 
 `/metrics` and the details of `/readyz` are for operators: with `CK_METRICS_TOKEN` set they
 need `Authorization: Bearer <token>`; without one, production serves no metrics (404) and
-readiness as a bare status, while dev and test keep both open.
+readiness as a bare status, while dev and test keep both open. Both tell how many workers
+are alive: workers announce themselves in Redis every few seconds (jobs/supervisor.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis import exceptions as redis_errors
+from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -182,7 +184,17 @@ async def metrics_endpoint(request: Request) -> Response:
             headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
         )
     if core.settings.redis_url:
-        # On failure the gauge keeps its last value; readiness reports Redis itself.
+        # On failure the gauges keep their last values; readiness reports Redis itself.
         with contextlib.suppress(redis_errors.RedisError, OSError):
             metrics.QUEUE_DEPTH.set(await core.redis.zcard(keys.JOB_QUEUE))
+            metrics.WORKERS_ALIVE.set(await live_workers(core.redis))
+    else:
+        metrics.WORKERS_ALIVE.set(1)  # embedded: this process runs the jobs
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def live_workers(redis: Redis) -> int:
+    """How many workers announced themselves within their heartbeat TTL, by the Redis
+    server's clock (the workers' `announce_alive` scores each with its expiry)."""
+    now, _ = await redis.time()
+    return int(await redis.zcount(keys.live_workers(), now, "+inf"))

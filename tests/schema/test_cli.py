@@ -13,8 +13,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from resolvers.settings import Settings
 from schema.build import export_sdl
-from tests.conftest import PG_ADMIN_URL, TEST_SECRET, free_port
+from schema.cli import banner
+from tests.conftest import PG_ADMIN_URL, TEST_SECRET, free_port, make_settings
 
 CLI = str(Path(sys.executable).with_name("creation-king"))
 MIGRATIONS = len(list((Path(__file__).parents[2] / "migrations").glob("[0-9][0-9][0-9][0-9]_*.py")))
@@ -109,3 +111,36 @@ async def test_serve_binds_the_given_host_and_port(tmp_path: Path) -> None:
         output, _ = process.communicate(timeout=15)
     assert f"GraphiQL: http://127.0.0.1:{port}/graphql" in output
     assert (tmp_path / "creation-king.sqlite3").exists()
+
+
+def test_the_banner_of_embedded_dev_names_the_env_and_offers_graphiql(tmp_path: Path) -> None:
+    text = banner(make_settings(env="dev", data_dir=tmp_path), "127.0.0.1", 8000)
+    assert text.startswith(
+        "Creation King on http://127.0.0.1:8000 (env: dev, embedded, engine: dev)"
+    )
+    assert "redis: in-process; jobs: in this process" in text
+    assert text.endswith("GraphiQL: http://127.0.0.1:8000/graphql")
+
+
+def test_a_redis_url_alone_is_not_production(tmp_path: Path) -> None:
+    text = banner(make_settings(env="dev", redis_url="redis://127.0.0.1:6379/9"), "h", 1)
+    assert "env: dev, with services" in text and "production" not in text
+    assert "jobs: `creation-king worker`" in text
+
+
+def test_the_production_banner_prints_no_graphiql_address_it_would_not_serve() -> None:
+    settings = Settings(
+        env="production",
+        jwt_secret=TEST_SECRET,
+        database_url="postgres://postgres@127.0.0.1:5432/ck",
+        redis_url="redis://127.0.0.1:6379/9",
+        s3_bucket="uploads",
+        engine="dev",
+    )
+    text = banner(settings, "0.0.0.0", 8000)
+    assert "(env: production, with services, engine: dev)" in text
+    assert "database: Postgres" in text and "files: S3 bucket uploads" in text
+    assert "/graphql" not in text and text.endswith("GraphiQL: off")
+    # unless the operator turns it on
+    shown = banner(settings.model_copy(update={"graphiql": True}), "0.0.0.0", 8000)
+    assert shown.endswith("GraphiQL: http://0.0.0.0:8000/graphql")
