@@ -33,6 +33,7 @@ from inference.swot_board import (
     Strategy,
     SwotItem,
     fact_items,
+    in_sentence,
     text_key,
     tows,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "classify_fact",
     "fact_items",
     "fill",
+    "in_sentence",
     "parse_analysis",
     "swot",
     "tows",
@@ -88,45 +90,48 @@ DEFAULT_MAX_TOKENS = 600
 # Model sentences without a SWOT heading count only when the rules are this sure of them.
 _MODEL_SENTENCE_CONFIDENCE = 0.6
 
+# Each reads well whether the subject is a noun phrase ("an e-bike maker") or a plan
+# ("opening a small coffee shop near a university"): the subject is never asked to have a
+# past, and it starts in lower case inside the sentence (`in_sentence`).
 _QUESTIONS = {
     Quadrant.STRENGTHS: (
-        "What does {s} do better than its alternatives?",
-        "Which skills, assets or know-how give {s} an edge?",
-        "What do customers value most about {s}?",
-        "Which cost or resource advantages does {s} have?",
-        "What results, awards or references prove the quality of {s}?",
-        "Which partnerships or channels strengthen {s}?",
+        "What would {s} do better than the alternatives?",
+        "Which skills, assets or know-how would give an edge to {s}?",
+        "What would customers value most about {s}?",
+        "Which cost or resource advantages come with {s}?",
+        "Which results, awards or references speak for {s}?",
+        "Which partnerships or channels would strengthen {s}?",
         "What about {s} is unique or hard to copy?",
-        "Where has {s} improved most recently?",
+        "What recent progress supports {s}?",
     ),
     Quadrant.WEAKNESSES: (
-        "Where does {s} fall short of its competitors?",
-        "Which skills or resources does {s} lack?",
-        "What do customers complain about regarding {s}?",
-        "Which costs weigh most on {s}?",
-        "Which processes slow {s} down?",
-        "Where does {s} depend on a single person, supplier or channel?",
+        "Where would {s} fall short of the competition?",
+        "Which skills or resources are missing for {s}?",
+        "What could customers dislike about {s}?",
+        "Which costs would weigh most on {s}?",
+        "Which processes could slow down {s}?",
+        "Where would {s} depend on a single person, supplier or channel?",
         "What would a critic say about {s}?",
-        "Which past setbacks of {s} could repeat?",
+        "Which past setbacks could repeat with {s}?",
     ),
     Quadrant.OPPORTUNITIES: (
         "Which market trends could favour {s}?",
         "Which customer needs around {s} are still unmet?",
-        "Which new segments or regions could {s} reach?",
+        "Which new segments or regions are within reach for {s}?",
         "Which technology shifts could help {s}?",
         "Which policy or regulatory changes could benefit {s}?",
         "Which partnerships could open doors for {s}?",
-        "Which gaps left by competitors could {s} fill?",
-        "Which events or seasons could lift demand for {s}?",
+        "Which gaps left by competitors could be filled by {s}?",
+        "Which events or seasons could work in favour of {s}?",
     ),
     Quadrant.THREATS: (
-        "Which competitors could take share from {s}?",
+        "Which competitors could stand in the way of {s}?",
         "Which regulations could restrict {s}?",
-        "Which economic changes could hurt demand for {s}?",
+        "Which economic changes could hurt {s}?",
         "Which technology shifts could make {s} obsolete?",
         "Which suppliers or rising costs could squeeze {s}?",
-        "Which changes in customer behaviour could hurt {s}?",
-        "Which legal or reputational risks does {s} face?",
+        "Which changes in customer behaviour could work against {s}?",
+        "Which legal or reputational risks come with {s}?",
         "Which new entrants or substitutes could replace {s}?",
     ),
 }
@@ -236,7 +241,7 @@ def fill(
         ]
         custom = " ".join(template.prompt(quadrant).split())
         questions = [f"{custom} ({subject})"] if custom else []
-        questions += [question.format(s=subject) for question in _QUESTIONS[quadrant]]
+        questions += [question.format(s=in_sentence(subject)) for question in _QUESTIONS[quadrant]]
         # Numbered prompts only matter when more items are asked for than MAX_ITEMS allows.
         questions += [f"{quadrant.value} of {subject}, point {n + 1}" for n in range(items)]
         why = f"too few facts and model lines for {quadrant.value}: a question to research"

@@ -179,9 +179,36 @@ def _cell(
             seen.add(key)
             out.append(strategy)
     while subject is not None and len(out) < per_cell:
-        question = f"option {len(out) + 1}: how could {subject} {GOALS[cell]}?"
+        question = f"option {len(out) + 1}: how could {in_sentence(subject)} {GOALS[cell]}?"
         out.append(Strategy(f"{PLACEHOLDER_PREFIX} {question}", (), Source.PLACEHOLDER))
     return out
+
+
+# First words that start a sentence with a capital only: articles, determiners, pronouns.
+_LOWERED_STARTS = re.compile(
+    r"a|an|the|this|that|these|those|our|my|your|their|his|her|its|some|any|every|each|"
+    r"another|no|one|two|three|several|many|few|new|small|large|big|local"
+)
+# Names that end like a gerund: a capital there is the name's own.
+_NAMES_IN_ING = re.compile(
+    r"beijing|nanjing|chongqing|kunming|nanning|xining|liaoning|jining|dongying|xingning|"
+    r"reading|boeing|epping|ealing|woking|kettering"
+)
+
+
+def in_sentence(subject: str) -> str:
+    """The subject as it reads inside a sentence: "Opening a shop" becomes "opening a shop"
+    and "A bakery" "a bakery", while names and acronyms ("Tesla", "AI startup") keep their
+    capitals. Only a gerund or a common first word is lowered: a heuristic, not a parser."""
+    first, _, rest = subject.partition(" ")
+    word = first.strip("\"'(")
+    lower = word.lower()
+    gerund = lower.endswith("ing") and len(lower) > 4 and not _NAMES_IN_ING.fullmatch(lower)
+    common = gerund or _LOWERED_STARTS.fullmatch(lower) is not None
+    if not word[:1].isupper() or word[1:] != word[1:].lower() or not common:
+        return subject
+    lowered = first.replace(word[0], word[0].lower(), 1)
+    return f"{lowered} {rest}" if rest else lowered
 
 
 def _from(items: Iterable[SwotItem], *sources: Source) -> list[SwotItem]:

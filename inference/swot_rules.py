@@ -51,9 +51,10 @@ _ENTRIES = (
         know-how r&d codebase infrastructure capacity pricing service company firm
         organisation organization headcount turnover churn retention loyalty quality website
         app portfolio in-house morale workforce sales revenue revenues profit profits expenses
-        supply_chain customer_base user_base market_share 我们 我司 公司 团队 品牌 成本 产品
+        supply_chain customer_base user_base market_share i me my mine myself i'm i've i'd
+        savings certification training recipe recipes menu 我们 我司 我 公司 团队 品牌 成本 产品
         技术 研发 管理 员工 资金 渠道 质量 专利 流程 现金流 供应链 生产 工厂 人才 口碑 知名度
-        销量 利润 收入 营收 市场份额""",
+        销量 利润 收入 营收 市场份额 积蓄 存款""",
         _Sense(axis=1),
     ),
     (
@@ -65,9 +66,14 @@ _ENTRIES = (
         population election supplier suppliers imports exports sanctions foreign overseas
         abroad international demand spending compliance customer_demand consumer_demand
         interest_rates interest_rate exchange_rate exchange_rates new_entrants price_war
-        energy_prices raw_materials raw_material eu dollar 市场 竞争 竞争对手 对手
+        energy_prices raw_materials raw_material eu dollar rent rents lease leases landlord
+        utilities utility_bills wages minimum_wage chain chains franchise franchises
+        across_the_street next_door nearby down_the_street around_the_corner neighbourhood
+        neighborhood campus university universities students tourists tourism residents
+        commuters foot_traffic 市场 竞争 竞争对手 对手
         政策 法规 监管 趋势 经济 客户需求 需求 消费者 行业 政府
-        关税 补贴 汇率 利率 通胀 疫情 替代品 海外 国际""",
+        关税 补贴 汇率 利率 通胀 疫情 替代品 海外 国际 租金 房租 房东 工资 连锁 连锁店 对面
+        隔壁 附近 周边 学生 游客 居民 客流 人流 大学 高校 学校 校区 写字楼""",
         _Sense(axis=-1),
     ),
     (
@@ -77,8 +83,9 @@ _ENTRIES = (
         patent patents growing expanding expansion favorable favourable boom booming incentive
         incentives subsidy subsidies growth successful success partnership partnerships easing
         deregulation affordable agile diversified well-known well_known recognised recognized
-        established solid healthy enough sufficient accelerating 领先 强 强大 优秀 忠诚 高效
-        创新 盈利 扩大 支持 利好 补贴 稳定 成熟 良好 受欢迎 放宽""",
+        established solid healthy enough sufficient accelerating experience expert experts
+        veteran seasoned certified qualified licensed trained 领先 强 强大 优秀 忠诚 高效
+        创新 盈利 扩大 支持 利好 补贴 稳定 成熟 良好 受欢迎 放宽 经验丰富 熟练 擅长""",
         _Sense(polarity=1),
     ),
     (
@@ -90,6 +97,7 @@ _ENTRIES = (
         fierce intense aggressive lawsuit lawsuits litigation fines penalty penalties ban
         banned sanctions stricter tightening crisis disruption struggling burnout scarce
         unprofitable deficit difficult failure failures failed obsolete understaffed
+        insufficient inadequate inexperienced unskilled
         underfunded bottleneck bottlenecks shrinking falling slowing attrition unemployment hurt
         hurts hurting harm harms damage damages threaten threatens complain complains complained
         depends depend relies rely
@@ -97,6 +105,18 @@ _ENTRIES = (
         _Sense(polarity=-1),
     ),
     ("market_leader", _Sense(axis=1, polarity=1)),
+    # Experience is an asset of whoever states it: "ten years as a barista".
+    (
+        """experience expertise know-how know_how skill skills years_as years_of_experience
+        years_in_the_trade 经验 手艺 技能""",
+        _Sense(axis=1, polarity=1),
+    ),
+    # What suppliers charge: outside our control, bad news when it goes up.
+    (
+        """bean_prices ingredient_prices supplier_prices commodity_prices food_prices
+        milk_prices input_costs 原料价格 原材料 进货价""",
+        _Sense(axis=-1, quantity=-1),
+    ),
     ("strength strengths 优势", _Sense(axis=1, polarity=1, weight=2)),
     ("""weakness weaknesses 劣势""", _Sense(axis=1, polarity=-1, weight=2)),
     ("""opportunity opportunities 机会 机遇""", _Sense(axis=-1, polarity=1, weight=2)),
@@ -106,17 +126,20 @@ _ENTRIES = (
         growth adoption loyalty satisfaction retention market markets productivity efficiency
         quality awareness funding cash reach users customers traffic visibility capacity
         spending subsidy subsidies incentives customer_demand consumer_demand customer_base
-        user_base 需求 客户需求 销量 销售额 收入 营收 利润 份额 市场份额 知名度 忠诚度 满意度
-        用户 客户 增长 补贴""",
+        user_base campus university universities students tourists tourism residents
+        commuters foot_traffic savings 需求 客户需求 销量 销售额 收入 营收 利润 份额 市场份额
+        知名度 忠诚度 满意度 用户 客户 增长 补贴 学生 游客 居民 客流 人流 积蓄 存款 大学 高校
+        学校 校区 写字楼""",
         _Sense(quantity=1),
     ),
     (
         """cost costs price prices competition competitor competitors rival rivals debt churn
         turnover attrition inflation interest_rates interest_rate tax taxes tariff tariffs
         regulation regulations complaints risk risks barriers defects bugs delays unemployment
-        dependence wages salaries rent expenses energy_prices raw_materials entrants
-        new_entrants substitutes 成本 价格 竞争
-        竞争对手 对手 债务 关税 利率 监管 通胀""",
+        dependence wages salaries rent rents lease leases expenses energy_prices raw_materials
+        entrants new_entrants substitutes utilities utility_bills minimum_wage chain chains
+        franchise franchises 成本 价格 竞争
+        竞争对手 对手 债务 关税 利率 监管 通胀 租金 房租 工资 连锁 连锁店""",
         _Sense(quantity=-1),
     ),
     # Rivals and debt read as bad news when nothing says they are shrinking.
@@ -129,7 +152,10 @@ _ENTRIES = (
         """high higher highest rising rise rises rose increasing increase increases increased
         raise raises growing grows grew grown more surging soaring strong stronger intense
         intensifying fierce stricter tighter tightening record expanding booming accelerating
-        many flooding flood floods 强 上涨 上升 增长 增加 提高 提升 高 加剧 激烈 收紧 扩大""",
+        many flooding flood floods new open opens opened opening arrive arrives arrived
+        arriving enter enters entered entering launch launches launched launching
+        moves_in moving_in moved_in 强 上涨 上升 增长 增加 提高 提升 高 加剧 激烈 收紧 扩大
+        开了 开业 开张 新开 入驻 进驻 涨 涨价 新""",
         _Sense(direction=1),
     ),
     (
@@ -137,10 +163,11 @@ _ENTRIES = (
         decreasing decrease decreases decreased shrinking shrink shrinks shrank reduced reduce
         reduces reducing less fewer few weak weaker weakening easing eased loosening slowing
         slower slowed dropping dropped drop drops limited exiting exit exits leaving
-        withdrawing bankrupt 下降 下滑 减少 降低 低 萎缩 放缓 放宽 弱 退出""",
+        withdrawing bankrupt close closes closed closing 下降 下滑 减少 降低 低 萎缩 放缓
+        放宽 弱 退出 关门 倒闭""",
         _Sense(direction=-1),
     ),
-    ("""not never hardly nor 不 没 未 非""", _Sense(negator=True)),
+    ("""not never hardly nor little 不 没 未 非""", _Sense(negator=True)),
     (
         """no lack lacks lacking lack_of without 没有 无 缺乏 缺少""",
         _Sense(negator=True, absence=True),
@@ -149,8 +176,13 @@ _ENTRIES = (
         """but however although though whereas while yet 但 但是 然而 而 不过""",
         _Sense(boundary=True),
     ),
-    # Ordinary words that would otherwise be split into negators or cues: 未来 is "future".
-    ("""未来 不断 持续 无论 非常 不少 并非 无法""", _Sense()),
+    # Ordinary words that would otherwise be split into negators or cues: 未来 is "future",
+    # "a little shop" negates nothing;
+    # a counted noun ("一家连锁店") stays one word from the verb that moves it.
+    (
+        """a_little 未来 不断 持续 无论 非常 不少 并非 无法 一家 一所 一个 一座 一间 一批""",
+        _Sense(),
+    ),
 )
 
 

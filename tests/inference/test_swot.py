@@ -22,6 +22,7 @@ from inference.swot import (
     build_result,
     classify_fact,
     fact_items,
+    in_sentence,
     parse_analysis,
     swot,
     tows,
@@ -105,7 +106,8 @@ def test_the_rationale_names_the_matched_cues() -> None:
     result = classify_fact("We have no debt")
     assert result.rationale == "internal: we, debt; positive: no debt"
     chinese = classify_fact("团队缺乏经验")
-    assert chinese.rationale == "internal: 团队; negative: 缺乏"
+    # experience is an internal asset: lacking it reads as "no debt" does, reversed
+    assert chinese.rationale == "internal: 团队, 经验; negative: 缺乏经验"
 
 
 def test_an_absence_word_with_nothing_to_negate_reads_as_a_shortfall() -> None:
@@ -347,3 +349,90 @@ async def test_swot_streams_rules_then_analysis_then_the_result() -> None:
 
     again = [p async for p in swot(engine, spec, model="m", request_id="r")]
     assert again == pieces  # seeded: a retry reproduces the text it already sent
+
+
+# A newcomer's first SWOT (issue 12): five plain facts about a small business, no SWOT words.
+COFFEE_SHOP = "Opening a small coffee shop near a university"
+PLAIN_FACTS = [
+    ("ten years as a barista", STR),
+    ("a chain opens across the street", THR),
+    ("rent is rising", THR),
+    ("we have no savings", WEA),
+    ("more students are enrolling every year", OPP),
+]
+PLAIN_FACTS_MORE = [
+    ("I know how to roast beans", STR),
+    ("Our staff have little experience", WEA),
+    ("A competitor opened nearby", THR),
+    ("Coffee bean prices are rising", THR),
+    ("A new campus opens next year", OPP),
+    ("Foot traffic is growing", OPP),
+    ("The rival café across the street closed", OPP),
+    ("我有十年咖啡师经验", STR),
+    ("对面开了一家连锁店", THR),
+    ("租金上涨", THR),
+    ("附近新开了一所大学", OPP),
+]
+
+
+@pytest.mark.parametrize(("fact", "expected"), PLAIN_FACTS + PLAIN_FACTS_MORE)
+def test_ordinary_business_facts_are_placed(fact: str, expected: Quadrant) -> None:
+    result = classify_fact(fact)
+    assert result.quadrant is expected, (result.rationale, result.reason)
+
+
+def test_a_little_is_not_a_negation() -> None:
+    assert classify_fact("We run a little shop with loyal regulars").quadrant is STR
+
+
+@pytest.mark.parametrize(
+    ("subject", "in_text"),
+    [
+        (COFFEE_SHOP, "opening a small coffee shop near a university"),
+        ("A bakery", "a bakery"),
+        ("an e-bike maker", "an e-bike maker"),
+        ("Tesla", "Tesla"),
+        ("AI tutoring for kids", "AI tutoring for kids"),
+        ("Beijing hot-pot restaurant", "Beijing hot-pot restaurant"),
+        ("开一家咖啡店", "开一家咖啡店"),
+    ],
+)
+def test_a_subject_starts_in_lower_case_only_when_it_is_no_name(subject: str, in_text: str) -> None:
+    assert in_sentence(subject) == in_text
+
+
+def test_research_questions_read_as_sentences_for_a_plan_and_for_a_business() -> None:
+    for subject, written in [(COFFEE_SHOP, COFFEE_SHOP[0].lower() + COFFEE_SHOP[1:]),
+                             ("An e-bike maker", "an e-bike maker")]:  # fmt: skip
+        spec = SwotSpec(subject=subject, template=SwotTemplate(items=MAX_ITEMS, strategies=2))
+        result = build_result(spec, [], "")
+        questions = [e["item"] for q in Quadrant for e in entries(result, q.value)]
+        assert questions[0] == (
+            f"{PLACEHOLDER_PREFIX} What would {written} do better than the alternatives?"
+        )
+        for question in questions:
+            text = question.removeprefix(f"{PLACEHOLDER_PREFIX} ")
+            assert text[0].isupper() and text.endswith("?") and written in text, text
+            assert subject not in text  # never capitalised mid-sentence
+            # the subject is never asked about a past it may not have, nor owned
+            assert f"{written}'s" not in text and "has " + written not in text
+        strategies = result["strategies"]
+        assert isinstance(strategies, dict)
+        assert strategies["SO"][0]["strategy"] == (
+            f"{PLACEHOLDER_PREFIX} option 1: how could {written} use strengths to seize "
+            "opportunities?"
+        )
+
+
+def test_the_five_plain_facts_fill_every_quadrant_and_pair_up() -> None:
+    facts = tuple(fact for fact, _ in PLAIN_FACTS)
+    spec = SwotSpec(subject=COFFEE_SHOP, facts=facts, template=SwotTemplate(items=2))
+    result = build_result(spec, [classify_fact(f) for f in facts], "")
+    assert result["unclassified"] == []
+    assert entries(result, "threats")[0]["item"] == "a chain opens across the street"
+    strategies = result["strategies"]
+    assert isinstance(strategies, dict)
+    assert strategies["ST"][0]["pair"] == [
+        "ten years as a barista",
+        "a chain opens across the street",
+    ]
