@@ -24,7 +24,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def triton_url() -> Iterator[str]:
-    """gRPC "host:port" of a Triton server serving the `writer` model (tests/triton/server.py)."""
+    """gRPC "host:port" of a Triton server serving the test models (tests/triton/server.py)."""
     reason = triton_available(REPO_ROOT)
     if reason is not None:
         if os.environ.get("CK_REQUIRE_SERVICES") == "1":

