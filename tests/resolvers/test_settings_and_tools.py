@@ -24,6 +24,19 @@ def test_production_refuses_a_missing_or_weak_secret() -> None:
     assert production.graphiql_enabled is False and Settings().graphiql_enabled is True
 
 
+def test_only_embedded_dev_mode_picks_the_local_engine_by_itself() -> None:
+    """Issue 12: production never falls back to the local models silently."""
+    urls = {"database_url": "postgres://x@h/db", "redis_url": "redis://h", "s3_bucket": "b"}
+    assert Settings().engine_kind == "local"  # `make run`
+    assert Settings(env="test").engine_kind == "dev"
+    assert Settings(redis_url="redis://h").engine_kind == "dev"  # services, not embedded
+    assert Settings(env="production", jwt_secret="s" * 40, **urls).engine_kind == "dev"
+    assert Settings(triton_url="t:8001").engine_kind == "triton"
+    assert Settings(env="production", jwt_secret="s" * 40, engine="local", **urls).engine_kind == (
+        "local"  # only when named
+    )
+
+
 def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CK_TRITON_URL", "triton:8001")
     monkeypatch.setenv("CK_BATCH_INTERVAL_MS", "10")
