@@ -53,8 +53,8 @@ TEXT_MODEL = "smollm2-135m-instruct-q4_1"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 SYSTEM_PROMPT = "You are a helpful writing assistant. Answer in English."
-_END = "<|im_end|>"  # ChatML, the template SmolLM2-Instruct was trained on
-_REPEAT_PENALTY = 1.1  # without it, greedy decoding of this model loops on a phrase
+END_OF_TURN = "<|im_end|>"  # ChatML, the template SmolLM2-Instruct was trained on
+REPEAT_PENALTY = 1.1  # without it, greedy decoding of this model loops on a phrase
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,8 @@ def chat_prompt(prompt: str) -> str:
     instructions, _, request = prompt.rpartition("\n")
     turn = f"{request}\n\n{instructions}" if instructions.strip() else prompt
     return (
-        f"<|im_start|>system\n{SYSTEM_PROMPT}{_END}\n"
-        f"<|im_start|>user\n{turn}{_END}\n<|im_start|>assistant\n"
+        f"<|im_start|>system\n{SYSTEM_PROMPT}{END_OF_TURN}\n"
+        f"<|im_start|>user\n{turn}{END_OF_TURN}\n<|im_start|>assistant\n"
     )
 
 
@@ -125,8 +125,10 @@ class LocalEngine:
             await self._speech.aclose()
 
     async def warm_up(self) -> None:
-        """Load the text model now rather than on the first request."""
-        self._pool.release(await self._pool.acquire(None))
+        """Load every slot's model now rather than on the first requests."""
+        held = [await self._pool.acquire(None) for _ in range(self._config.slots)]
+        for llama in held:
+            self._pool.release(llama)
 
     def _load(self) -> Any:
         """One llama.cpp model and context (in a worker thread: it reads 98 MB).
@@ -171,27 +173,23 @@ class LocalEngine:
 
     async def _generate(self, llama: Any, request: GenerationRequest) -> AsyncIterator[Delta]:
         loop = asyncio.get_running_loop()
-        tokens: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        handoff = _Handoff(loop)
         stop = threading.Event()
-
-        def send(kind: str, value: Any) -> None:
-            loop.call_soon_threadsafe(tokens.put_nowait, (kind, value))
-
-        work = loop.run_in_executor(self._threads, _generate, llama, request, stop, send)
+        work = loop.run_in_executor(self._threads, _generate, llama, request, stop, handoff.put)
         estimate = prompt_tokens = count_tokens(request.prompt)
         try:
             while True:
-                kind, value = await tokens.get()
-                if kind == "text":
-                    yield Delta(value)
-                elif kind == "prompt":
-                    prompt_tokens = value
-                elif kind == "error":
-                    raise value
-                else:
-                    if prompt_tokens != estimate:  # the exact prompt size, for the estimate
-                        yield Delta("", tokens=0, prompt_tokens=prompt_tokens - estimate)
-                    return
+                for kind, value in await handoff.drain():
+                    if kind == "text":
+                        yield Delta(value)
+                    elif kind == "prompt":
+                        prompt_tokens = value
+                    elif kind == "error":
+                        raise value
+                    else:
+                        if prompt_tokens != estimate:  # the exact prompt size, not the guess
+                            yield Delta("", tokens=0, prompt_tokens=prompt_tokens - estimate)
+                        return
         finally:
             stop.set()
             with contextlib.suppress(Exception):
@@ -223,8 +221,8 @@ def _generate(
             max_tokens=max(1, min(request.max_tokens, room)),
             temperature=request.temperature,
             seed=request.seed if request.seed is not None else secrets.randbits(31),
-            stop=[_END, *_stops(request)],
-            repeat_penalty=_REPEAT_PENALTY,
+            stop=[END_OF_TURN, *_stops(request)],
+            repeat_penalty=REPEAT_PENALTY,
             stream=True,
         )
         for chunk in chunks:
@@ -262,6 +260,44 @@ def _route_llama_log() -> Any:
 
 def _stops(request: GenerationRequest) -> list[str]:
     return [s for s in request.stop if s]
+
+
+class _Handoff:
+    """What a worker thread sends to the event loop, in order. The loop is woken once per
+    batch, not once per item: a busy loop then takes several tokens per wake-up (each
+    wake-up writes to the loop's self-pipe)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: deque[tuple[str, Any]] = deque()
+        self._lock = threading.Lock()
+        self._waking = False
+        self._ready = asyncio.Event()
+
+    def put(self, kind: str, value: Any) -> None:
+        """From the worker thread."""
+        with self._lock:
+            self._items.append((kind, value))
+            if self._waking:
+                return
+            self._waking = True
+        self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        with self._lock:
+            self._waking = False
+        self._ready.set()
+
+    async def drain(self) -> list[tuple[str, Any]]:
+        """Everything sent so far (at least one item), waiting for it if need be."""
+        while True:
+            with self._lock:
+                if self._items:
+                    items = list(self._items)
+                    self._items.clear()
+                    return items
+                self._ready.clear()
+            await self._ready.wait()
 
 
 class _Pool:
