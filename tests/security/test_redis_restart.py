@@ -22,7 +22,7 @@ import pytest
 from redis.asyncio import Redis
 
 from resolvers.settings import Settings
-from tests.conftest import GraphQLClient, free_port, open_socket, serving
+from tests.conftest import GraphQLClient, Server, free_port, open_socket, serving
 from tests.fault_support import eventually
 from tests.schema.test_subscriptions import EVENTS, TERMINAL, assert_well_formed, text_of
 
@@ -90,6 +90,25 @@ async def private_redis() -> AsyncIterator[PrivateRedis]:
         yield server
     finally:
         server.kill()
+
+
+@contextlib.asynccontextmanager
+async def on_private_redis(
+    settings: Settings,
+) -> AsyncIterator[tuple[PrivateRedis, Server, GraphQLClient, str]]:
+    """A server on a Redis of its own that a test may kill, streaming a write at a pace
+    (10 ms a token) that leaves room to do it mid-stream, with quick failure detection."""
+    async with (
+        private_redis() as redis_server,
+        serving(
+            settings,
+            redis_url=redis_server.url,
+            dev_token_delay=0.01,
+            producer_lease_seconds=2,
+            follow_poll_seconds=0.3,
+        ) as (server, graphql, token),
+    ):
+        yield redis_server, server, graphql, token
 
 
 class Follower:
@@ -175,16 +194,7 @@ def _events(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def test_redis_restarted_empty_mid_stream_keeps_the_whole_story(settings: Settings) -> None:
-    async with (
-        private_redis() as redis_server,
-        serving(
-            settings,
-            redis_url=redis_server.url,
-            dev_token_delay=0.01,
-            producer_lease_seconds=2,
-            follow_poll_seconds=0.3,
-        ) as (server, graphql, token),
-    ):
+    async with on_private_redis(settings) as (redis_server, server, graphql, token):
         # given a write streaming to a client
         creation_id = await _start(graphql, token, 400)
         follower = Follower(server.ws_url, token, creation_id)
@@ -217,16 +227,7 @@ async def test_redis_restarted_empty_mid_stream_keeps_the_whole_story(settings: 
 
 
 async def test_a_long_outage_ends_the_run_with_what_was_streamed(settings: Settings) -> None:
-    async with (
-        private_redis() as redis_server,
-        serving(
-            settings,
-            redis_url=redis_server.url,
-            dev_token_delay=0.01,
-            producer_lease_seconds=2,
-            follow_poll_seconds=0.3,
-        ) as (server, graphql, token),
-    ):
+    async with on_private_redis(settings) as (redis_server, server, graphql, token):
         # given a write streaming to a client
         creation_id = await _start(graphql, token, 600)
         seen: list[dict[str, Any]] = []
