@@ -293,7 +293,7 @@ async def test_a_worker_killed_during_a_shared_run_is_reclaimed_through_the_copy
     for replay in replays:
         assert_well_formed(replay)
         assert text_of(replay) == expected_text
-    assert recovered_in < 60
+    assert recovered_in < 120  # about 7 s here; arq's in-progress key would take 30 min
 
 
 # --- 2. Redis connections dropped during a stream ----------------------------------------

@@ -10,21 +10,8 @@ from resolvers.settings import Settings
 from tests.conftest import open_socket, serving
 from tests.inference.test_speech import SENTENCE, spoken, words
 from tests.schema.test_subscriptions import assert_well_formed, events_of, text_of
+from tests.schema.test_triton_transcribe import TRANSCRIBE
 
-TRANSCRIBE = """
-subscription T($input: TranscribeInput!) {
-  transcribe(input: $input) {
-    __typename creationId seq
-    ... on TokenDelta { text firstSeq }
-    ... on Progress { stage fraction }
-    ... on CreationCompleted {
-      usage { completionTokens }
-      creation { status output result }
-    }
-    ... on CreationFailed { code message }
-  }
-}
-"""
 TRANSCRIBE_AND_WAIT = """
 mutation T($input: TranscribeInput!) {
   transcribe(input: $input, wait: true) {
