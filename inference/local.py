@@ -50,6 +50,7 @@ from inference.base import (
 log = logging.getLogger(__name__)
 NAME = "local"
 TEXT_MODEL = "smollm2-135m-instruct-q4_1"
+SPEECH_MODEL = "whisper-tiny.en"  # inference.speech, which requests carrying audio go to
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 SYSTEM_PROMPT = "You are a helpful writing assistant. Answer in English."

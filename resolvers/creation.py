@@ -91,6 +91,7 @@ async def start_creation(
             input=data,
             status=CreationStatus.RUNNING if fast else CreationStatus.QUEUED,
             model=backend,
+            model_name=variant.model_name,
             variant=variant.name,
             cache_key=key,
             reserved_tokens=budget,

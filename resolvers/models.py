@@ -59,7 +59,8 @@ class Creation(Model):
     status = fields.CharEnumField(CreationStatus, max_length=16, default=CreationStatus.QUEUED)
     output = fields.TextField(default="")
     result: dict[str, Any] | None = fields.JSONField(null=True)
-    model = fields.CharField(max_length=128, default="")
+    model = fields.CharField(max_length=128, default="")  # the backend: local, triton, ...
+    model_name = fields.CharField(max_length=200, default="")  # the model on that backend
     variant = fields.CharField(max_length=40, null=True)  # the routing variant that served it
     prompt_tokens = fields.IntField(default=0)
     completion_tokens = fields.IntField(default=0)

@@ -13,7 +13,7 @@ import importlib.util
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import fakeredis
 from redis.asyncio import Redis
@@ -135,13 +135,21 @@ def default_variants(settings: Settings) -> dict[str, Variant]:
     """Each tool's backend and model when CK_ROUTES names none."""
     kind = settings.engine_kind
     return {
-        name: Variant(
-            name="default",
-            backend="dev" if kind == "local" and name in LOCAL_ENGINE_SKIPS else kind,
-            model=tool.model(settings),
-        )
-        for name, tool in TOOLS.items()
+        name: _default_variant(kind, name, tool.model(settings)) for name, tool in TOOLS.items()
     }
+
+
+def _default_variant(kind: Literal["dev", "triton", "local"], tool: str, model: str) -> Variant:
+    if kind != "local":
+        return Variant(name="default", backend=kind, model=model)
+    if tool in LOCAL_ENGINE_SKIPS:
+        return Variant(name="default", backend="dev", model=model)
+    # The local engine has one text model and one speech model: the variant names them.
+    from inference.local import SPEECH_MODEL, TEXT_MODEL
+
+    return Variant(
+        name="default", backend="local", model=SPEECH_MODEL if tool == "transcribe" else TEXT_MODEL
+    )
 
 
 def make_oidc(settings: Settings) -> OIDCVerifier | None:

@@ -27,6 +27,7 @@ from inference.base import (
     ModelUnavailable,
     collect,
 )
+from inference.dev import NAME as DEV_ENGINE
 
 Backend = Literal["dev", "triton", "openai", "local"]
 
@@ -43,6 +44,11 @@ class Variant(BaseModel):
     adapter: str | None = Field(None, max_length=100, description="LoRA adapter name")
     weight: float = Field(1.0, ge=0)
     fallback: bool = False
+
+    @property
+    def model_name(self) -> str:
+        """The model a creation records: the dev backend runs none, whatever it is asked."""
+        return DEV_ENGINE if self.backend == "dev" else self.model
 
 
 class RoutedEngine:

@@ -674,7 +674,8 @@ def _served(engine: RoutedEngine | None) -> dict[str, str]:
     """The backend and variant that really served a run (a fallback may have taken over)."""
     if engine is None:
         return {}
-    return {"model": engine.name, "variant": engine.served_by.name}
+    served = engine.served_by
+    return {"model": engine.name, "model_name": served.model_name, "variant": served.name}
 
 
 def _start_pump(pieces: AsyncIterator[Piece], queue: _Queue) -> asyncio.Task[None]:

@@ -86,6 +86,12 @@ class Creation:
         "`openai` for served models, `dev-engine` for the built-in deterministic stand-in "
         "(no model: placeholder text)."
     )
+    model_name: str = strawberry.field(
+        description="The model on that backend: `smollm2-135m-instruct-q4_1` or "
+        "`whisper-tiny.en` (local), the Triton or OpenAI-compatible model name, `dev-engine` "
+        "for the stand-in. A fallback that took over is recorded. Empty for creations stored "
+        "before this field existed."
+    )
     error_code: str | None = strawberry.field(description="Why it failed, when FAILED.")
     error_message: str | None = strawberry.field(description="Failure details for humans.")
     created_at: datetime = strawberry.field(description="When it was requested (UTC).")
@@ -170,6 +176,7 @@ class Creation:
             output_key=row.output_key,
             result=cast(JSON, row.result),
             model=row.model,
+            model_name=row.model_name,
             stored_usage=Usage(
                 prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens
             ),

@@ -29,7 +29,7 @@ mutation Write($input: WriteInput!, $wait: Boolean!) {
   write(input: $input, wait: $wait) {
     __typename
     ... on Creation {
-      id status tool output model createdAt errorCode
+      id status tool output model modelName createdAt errorCode
       usage { promptTokens completionTokens }
       owner { email }
     }
@@ -162,7 +162,7 @@ async def test_write_with_wait_returns_the_finished_creation(
     creation = data["write"]
     assert creation["__typename"] == "Creation"
     assert creation["status"] == "COMPLETED"
-    assert creation["model"] == "dev-engine"
+    assert (creation["model"], creation["modelName"]) == ("dev-engine", "dev-engine")
     assert creation["usage"]["completionTokens"] == 40
     assert creation["usage"]["promptTokens"] > 0
     assert len(creation["output"].split()) == 40

@@ -13,20 +13,26 @@ from tests.schema.test_subscriptions import WRITE, assert_well_formed, events_of
 
 COLOUR = re.compile(r"\b(red|orange|yellow|green|blue|indigo|violet|purple)\b", re.IGNORECASE)
 CANCEL = "mutation C($id: ID!) { cancelCreation(id: $id) { ... on Creation { status } } }"
+MODEL_OF = "query M($id: ID!) { creation(id: $id) { model modelName } }"
 TRANSLATE = """
 mutation T($input: TranslateInput!) { translate(input: $input, wait: true) {
-  ... on Creation { status model output details { ... on TranslateResult { translated } } } } }
+  ... on Creation {
+    status model modelName output details { ... on TranslateResult { translated } }
+  }
+} }
 """
 
 
 async def test_write_answers_with_the_local_model(settings: Settings) -> None:
-    async with serving(settings, engine="local") as (server, _graphql, token):
+    async with serving(settings, engine="local") as (server, graphql, token):
         answers: list[list[dict[str, Any]]] = []
         async with open_socket(server.ws_url, token) as sock:
             for seed in (1, 2, 3):
                 prompt = {"prompt": "Name three colours of the rainbow.", "maxTokens": 150}
                 op = await sock.subscribe(WRITE, {"input": {**prompt, "seed": seed}})
                 answers.append(events_of(await sock.collect(op, timeout=120)))
+        stored = await graphql.query(MODEL_OF, {"id": answers[0][0]["creationId"]}, token)
+    assert stored["creation"] == {"model": "local", "modelName": "smollm2-135m-instruct-q4_1"}
     for events in answers:
         assert_well_formed(events)
         assert events[0]["model"] == "local"
@@ -93,5 +99,6 @@ async def test_translate_keeps_the_glossary_answer(settings: Settings) -> None:
         )
     creation = data["translate"]
     assert creation["status"] == "COMPLETED"
-    assert creation["model"] == "dev-engine"  # the local models cannot translate
+    # the local models cannot translate
+    assert (creation["model"], creation["modelName"]) == ("dev-engine", "dev-engine")
     assert creation["details"]["translated"] is False
