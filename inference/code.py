@@ -303,8 +303,8 @@ def build_prompt(spec: CodeSpec) -> str:
     """The model prompt: style notes, the answer format, any context, the task last."""
     tag = spec.language.value
     lines = [
-        f"You are an expert {tag} programmer. {_STYLE[spec.language]}",
-        f"Answer with the complete code in one fenced block tagged {tag}, then at most a few "
+        f"Write code for the task below. {_STYLE[spec.language]}",
+        f"Answer with the complete code in one ```{tag} fenced block, then one or two "
         "sentences of explanation.",
     ]
     if spec.context.strip():

@@ -74,15 +74,11 @@ def default_model_path() -> Path:
 
 
 def chat_prompt(prompt: str) -> str:
-    """A tool's prompt as one ChatML user turn. Every tool writes its instructions first and
-    the user's request on the last line; a model this small follows the request far better
-    when it reads it first (8 seeds of "Name three colours of the rainbow." as a story: 6
-    named a colour this way, 3 the other way round), so the request leads here."""
-    instructions, _, request = prompt.rpartition("\n")
-    turn = f"{request}\n\n{instructions}" if instructions.strip() else prompt
+    """A tool's prompt as one ChatML user turn, as it is: each tool's template opens with one
+    direct sentence that leads into the user's request (see the tools' `build_prompt`)."""
     return (
         f"<|im_start|>system\n{SYSTEM_PROMPT}{END_OF_TURN}\n"
-        f"<|im_start|>user\n{turn}{END_OF_TURN}\n<|im_start|>assistant\n"
+        f"<|im_start|>user\n{prompt}{END_OF_TURN}\n<|im_start|>assistant\n"
     )
 
 

@@ -58,7 +58,8 @@ async def report(
     steps = spec.sections + 1
     yield Stage(0.0, "outline")
     outline_prompt = (
-        f"Write a numbered outline of {spec.sections} section titles for a report.\n{spec.topic}"
+        f"Write a numbered list of {spec.sections} section titles for a report on this topic "
+        f"(titles only, one per line):\n{spec.topic}"
     )
     outline = await engine.complete(
         GenerationRequest(
@@ -75,7 +76,10 @@ async def report(
     yield Delta(f"# {spec.topic}\n", tokens=0)
     for index, title in enumerate(titles):
         yield Stage((index + 1) / steps, f"section {index + 1}/{spec.sections}: {title}")
-        prompt = f"Write the section '{title}' of a report.\n{spec.topic} {title}"
+        prompt = (
+            f'Write the section "{title}" of a report: one or two short paragraphs, no '
+            f"heading. The report is about this:\n{spec.topic}"
+        )
         yield Usage(prompt_tokens=count_tokens(prompt))
         yield Delta(f"\n## {title}\n", tokens=0)
         request = GenerationRequest(

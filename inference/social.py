@@ -98,7 +98,6 @@ SEPARATOR = "\n\n---\n"
 
 _LANGUAGES = {"zh": "Simplified Chinese", "en": "English"}
 _TITLE_GUIDES = {
-    TitleRule.NONE: "No title.",
     TitleRule.OPTIONAL: "You may start with a line 'Title: ...' of at most {limit} characters.",
     TitleRule.REQUIRED: "Start with a line 'Title: ...' of at most {limit} characters.",
 }
@@ -278,22 +277,25 @@ def finalize(
 
 
 def build_prompt(spec: SocialSpec) -> str:
-    """The model prompt from the platform profile; the user's brief comes last."""
+    """The model prompt from the platform profile: one sentence that says what to write, the
+    profile's rules in short lines, then the user's brief. The finishing step enforces the
+    rules on whatever comes back; the prompt only makes a good draft likelier."""
     profile = PROFILES[spec.platform]
     language = spec.language or profile.language
     low, high = profile.hashtags
     sparse, dense = profile.emoji_density
     lines = [
-        f"Write a {profile.display_name} in {_LANGUAGES.get(language, language)}.",
-        f"Tone: {spec.tone or profile.tone}.",
-        f"Length: at most {profile.limit} {profile.counting.unit}, hashtags included.",
-        f"Emoji: {sparse:g} to {dense:g} per 100 characters, such as "
+        f"Write a {profile.display_name} in {_LANGUAGES.get(language, language)}, "
+        f"{spec.tone or profile.tone}, of at most {profile.limit} {profile.counting.unit} "
+        "(hashtags included).",
+        f"End with {low} to {high} hashtags, {_STYLE_GUIDES[profile.hashtag_style]}, "
+        f"like {format_hashtag('topic words', spec.platform)}.",
+        f"Use {sparse:g} to {dense:g} emoji per 100 characters, such as "
         + " ".join(profile.emoji_palette[:4])
         + ".",
-        _TITLE_GUIDES[profile.title].format(limit=profile.title_limit),
-        f"Hashtags: {low} to {high} at the end, {_STYLE_GUIDES[profile.hashtag_style]}, "
-        f"like {format_hashtag('topic words', spec.platform)}.",
     ]
+    if profile.title is not TitleRule.NONE:
+        lines.append(_TITLE_GUIDES[profile.title].format(limit=profile.title_limit))
     if profile.digest_limit:
         lines.append(f"The opening sentences become a {profile.digest_limit}-character digest.")
     if spec.hashtags:
@@ -302,7 +304,7 @@ def build_prompt(spec: SocialSpec) -> str:
         )
     if spec.keywords:
         lines.append("Work in these keywords: " + ", ".join(spec.keywords) + ".")
-    return "\n".join([*lines, "Brief:", spec.topic.strip()])
+    return "\n".join([*lines, "The post is about this:", spec.topic.strip()])
 
 
 async def social_post(

@@ -287,37 +287,26 @@ def build_result(
 # --- The engine ------------------------------------------------------------------------------
 
 
-def build_prompt(
-    spec: SwotSpec,
-    classifications: Sequence[Classification],
-    strategies: Mapping[Cell, Sequence[Strategy]],
-) -> str:
-    """The model prompt: instructions, the rule output, and the subject on the last line."""
+def build_prompt(spec: SwotSpec, classifications: Sequence[Classification]) -> str:
+    """The model prompt: what to write, the facts as the rules placed them, and the subject
+    last. The rules' strategies are left out: they already stream above the analysis, and a
+    small model given them only repeats them."""
     template = spec.template or SwotTemplate()
     lines = [
-        "You are a strategy analyst. Write a SWOT analysis followed by TOWS strategies.",
-        "Use the headings Strengths, Weaknesses, Opportunities and Threats with up to "
-        f"{template.items} bullet points each, then the headings SO, ST, WO and WT with up to "
-        f"{template.strategies} strategies each.",
-        "Explain why each classified fact belongs where it is, place the unclassified facts "
-        "and extend the rule-based strategies.",
+        "Write a short SWOT analysis of the plan below: the headings Strengths, Weaknesses, "
+        f"Opportunities and Threats with up to {template.items} bullet points each, then the "
+        f"headings SO, ST, WO and WT with up to {template.strategies} strategies each.",
     ]
     for quadrant in Quadrant:
         if custom := " ".join(template.prompt(quadrant).split()):
             lines.append(f"For {quadrant.value}: {custom}")
-    placed = [c for c in classifications if c.quadrant is not None]
-    if placed:
-        lines.append("Classified facts:")
-        lines += [f"- [{c.quadrant}] {c.fact}" for c in placed]
-    if unplaced := [c for c in classifications if c.quadrant is None]:
-        lines.append("Unclassified facts:")
-        lines += [f"- {c.fact}" for c in unplaced]
-    if any(strategies.values()):
-        lines.append("Rule-based strategies:")
+    if classifications:
+        lines.append("Known facts:")
         lines += [
-            f"- {cell}: {s.text}" for cell, cell_list in strategies.items() for s in cell_list
+            f"- {c.fact} ({c.quadrant.value})" if c.quadrant else f"- {c.fact}"
+            for c in classifications
         ]
-    lines.append(" ".join(spec.subject.split()))
+    lines += ["The plan:", " ".join(spec.subject.split())]
     return "\n".join(lines)
 
 
@@ -358,7 +347,7 @@ async def swot(
     rules = tows(board, template.strategies)
     for chunk in _layout(" ".join(spec.subject.split()), classifications, rules):
         yield Delta(chunk, tokens=0)
-    prompt = build_prompt(spec, classifications, rules)
+    prompt = build_prompt(spec, classifications)
     yield Usage(prompt_tokens=count_tokens(prompt))
     yield Stage(0.5, "analysis")
     yield Delta("\n## Analysis\n\n", tokens=0)

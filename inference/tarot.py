@@ -393,10 +393,9 @@ def render(reading: Reading) -> str:
 
 
 _INSTRUCTIONS = (
-    "You are a thoughtful tarot reader. Interpret the reading below as one story: take the "
-    "cards in the order of their positions, relate each card to its position, weigh the "
-    "observations and answer the question. Be warm and honest; offer reflection rather than "
-    "certainties, and give no medical, legal or financial advice."
+    "In one or two short paragraphs, interpret this tarot reading as one story and answer the "
+    "question at the end: take the cards in order and relate each to its position. Be warm "
+    "and honest; offer reflection, not certainties, and no medical, legal or financial advice."
 )
 
 

@@ -26,6 +26,7 @@ from inference.base import (
     count_tokens,
     relayed,
 )
+from inference.language import LANGUAGES
 from inference.text_fit import (
     SENTENCE_END,
     caption_lines,
@@ -180,25 +181,27 @@ def parse_scene(text: str) -> SceneText:
 def build_scene_prompt(
     spec: VideoSpec, scene: ScenePlan, total: int, *, language: str, previous: str = ""
 ) -> str:
-    """The model prompt for one scene; the topic is its last line."""
+    """The model prompt for one scene: the scene's plan, the answer's form, then the topic on
+    the last line."""
     profile = PROFILES[spec.platform]
     unit = voice_unit(language)
+    spoken = LANGUAGES.get(language.split("-", maxsplit=1)[0], language)
     lines = [
         f"Write scene {scene.index} of {total} of a {profile.label} video script "
-        f"({profile.aspect_ratio}, {spec.duration_seconds} s in all).",
+        f"({profile.aspect_ratio}, {spec.duration_seconds} s in all) about the topic below.",
         f"This scene: {scene.role}, {scene.start}-{scene.end} s, {scene.shot}; "
-        f"camera: {scene.camera}.",
-        _ROLE_GUIDES[scene.role].format(cta=profile.cta_style),
-        "Answer in two lines: 'Visual: <what the viewer sees>' and "
-        f"'Voice-over: <at most {scene.budget} {unit} in language {language}>'.",
+        f"camera: {scene.camera}. " + _ROLE_GUIDES[scene.role].format(cta=profile.cta_style),
+        "Answer in exactly two lines:",
+        "Visual: <what the viewer sees>",
+        f"Voice-over: <what the narrator says, at most {scene.budget} {unit}, in {spoken}>",
     ]
     if spec.audience:
         lines.append(f"Audience: {' '.join(spec.audience.split())}")
     if spec.tone:
         lines.append(f"Tone: {' '.join(spec.tone.split())}")
     if previous:
-        lines.append(f"The previous scene said: {previous}")
-    lines.append(" ".join(spec.topic.split()))
+        lines.append(f'The narrator said before: "{previous}"')
+    lines += ["The topic:", " ".join(spec.topic.split())]
     return "\n".join(lines)
 
 

@@ -334,7 +334,7 @@ async def test_code_streams_the_answer_then_the_checked_code() -> None:
         300,
     )
     assert request.prompt == prompt
-    assert "PEP 8" in prompt and "fenced block tagged python" in prompt
+    assert "PEP 8" in prompt and "one ```python fenced block" in prompt
     assert prompt.endswith("Task:\nWrite a function that fetches a URL.")
     assert "````python\ndef old():\n    '''```'''\n\n````" in prompt  # context fence stays whole
 

@@ -40,7 +40,8 @@ def test_count_tokens_handles_words_punctuation_and_cjk() -> None:
 
 async def test_write_sends_the_genre_guide_and_reports_prompt_usage() -> None:
     spec = WriteSpec(prompt="autumn", genre=Genre.POEM, max_tokens=10, seed=3)
-    assert build_prompt(spec).startswith("Write a poem") and build_prompt(spec).endswith("autumn")
+    prompt = build_prompt(spec)
+    assert prompt.startswith("Write a short poem") and prompt.endswith("about this:\nautumn")
     pieces = [p async for p in write(DevEngine(token_delay=0), spec, model="m", request_id="r")]
     assert pieces[0] == Usage(prompt_tokens=count_tokens(build_prompt(spec)))
     assert sum(p.tokens for p in pieces if isinstance(p, Delta)) == 10

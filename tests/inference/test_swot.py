@@ -320,8 +320,7 @@ async def test_swot_streams_rules_then_analysis_then_the_result() -> None:
     assert sum(d.tokens for d in model_deltas) == 40
 
     classifications = [classify_fact(f) for f in FACTS]
-    board, _ = fact_items(classifications, 2)
-    prompt = build_prompt(spec, classifications, tows(board, 2))
+    prompt = build_prompt(spec, classifications)
     assert pieces[usage_at] == Usage(prompt_tokens=count_tokens(prompt))
     assert prompt.endswith("\nan electric bike startup")
     assert "For threats: Focus on supply risks" in prompt

@@ -335,7 +335,7 @@ def test_scene_prompt_ends_with_the_topic_and_states_the_budget() -> None:
     assert f"at most {scenes[-1].budget} words" in prompt
     assert PROFILES[Platform.TIKTOK].cta_style in prompt
     assert "Audience: students" in prompt and "Tone: calm" in prompt
-    assert "The previous scene said: Hi." in prompt
+    assert 'The narrator said before: "Hi."' in prompt and "in English>" in prompt
 
 
 @pytest.mark.parametrize(
@@ -473,7 +473,7 @@ async def test_the_model_voice_over_is_trimmed_and_the_cta_falls_back() -> None:
     assert [r.max_tokens for r in engine.requests] == [
         min(spec.max_tokens_per_scene, VISUAL_TOKENS + 2 * s.budget) for s in plan
     ]
-    assert f"The previous scene said: {scenes[0]['voice_over']}" in engine.requests[1].prompt
+    assert f'The narrator said before: "{scenes[0]["voice_over"]}"' in engine.requests[1].prompt
     usages = [p for p in pieces if isinstance(p, Usage)]
     assert [u.prompt_tokens for u in usages] == [count_tokens(r.prompt) for r in engine.requests]
 

@@ -105,14 +105,12 @@ _REPEAT_PENALTY = 1.1  # without it, greedy decoding of this model loops on a ph
 
 
 def chat_prompt(prompt: str) -> str:
-    """A tool's prompt as one ChatML user turn, the user's request (its last line) first.
-    Mirrors `chat_prompt` in inference/local.py (this venv cannot import the project; a test
-    in tests/schema/test_triton_smollm2.py keeps the two equal)."""
-    instructions, _, request = prompt.rpartition("\n")
-    turn = f"{request}\n\n{instructions}" if instructions.strip() else prompt
+    """A tool's prompt as one ChatML user turn. Mirrors `chat_prompt` in inference/local.py
+    (this venv cannot import the project; a test in tests/schema/test_triton_smollm2.py keeps
+    the two equal)."""
     return (
         f"<|im_start|>system\n{SYSTEM_PROMPT}{_END}\n"
-        f"<|im_start|>user\n{turn}{_END}\n<|im_start|>assistant\n"
+        f"<|im_start|>user\n{prompt}{_END}\n<|im_start|>assistant\n"
     )
 
 
