@@ -199,8 +199,10 @@ def _generate(
     """Run one generation in a worker thread, sending ("prompt", n), ("text", s)... then
     ("end", None) or ("error", InferenceError); checks `stop` between tokens."""
     try:
-        text = chat_prompt(request.prompt)
-        prompt_tokens = len(llama.tokenize(text.encode(), add_bos=False, special=True))
+        # Tokenized once, as create_completion would tokenize the text (no BOS, special
+        # tokens parsed): the count and the generation use the same tokens.
+        tokens = llama.tokenize(chat_prompt(request.prompt).encode(), add_bos=False, special=True)
+        prompt_tokens = len(tokens)
         room = llama.n_ctx() - prompt_tokens
         if room < 1:
             raise BadInput(
@@ -214,7 +216,7 @@ def _generate(
             # whole prompt afresh, so the same request gives the same text.
             llama.reset()
         chunks = llama.create_completion(
-            text,
+            tokens,
             max_tokens=max(1, min(request.max_tokens, room)),
             temperature=request.temperature,
             seed=request.seed if request.seed is not None else secrets.randbits(31),
