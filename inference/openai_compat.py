@@ -1,9 +1,14 @@
 """Generation through an OpenAI-compatible chat completions API (OpenAI, DeepSeek, ...).
 
-One request is one streamed chat completion with a single user message. We retry ourselves
-(the SDK's retries are off): 429, 5xx and connection failures are retried with exponential
-backoff and jitter, honouring a capped `Retry-After`, but only until the first token was
-yielded, since a retry after that would repeat text the caller already has.
+One request is one streamed chat completion with a single user message. The SDK sends it and
+turns refusals (4xx/5xx) into its errors; the stream itself is read lean: `httpx-sse` splits
+the events and `orjson` decodes them into plain dicts (the SDK builds a pydantic model per
+chunk, which cost half the gateway's CPU at 64 streams). The deadlines are those of the SDK's
+HTTP client (httpx2), one per network read (`OpenAIConfig.timeout`): no timer per chunk.
+
+We retry ourselves (the SDK's retries are off): 429, 5xx and connection failures are retried
+with exponential backoff and jitter, honouring a capped `Retry-After`, but only until the
+first token was yielded, since a retry after that would repeat text the caller already has.
 `GenerationRequest.parameters` are not sent: they name Triton-side variants (LoRA adapters,
 model versions) that providers do not know.
 """
@@ -19,8 +24,10 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2
 import openai
-from openai.types.chat import ChatCompletionChunk
+import orjson
+from httpx_sse import EventSource, SSEError
 
 from inference.base import (
     BadInput,
@@ -44,8 +51,9 @@ _SUMMARY_CHARS = 300
 class OpenAIConfig:
     """Where the provider listens and how patiently we call it; times are in seconds.
 
-    `timeout` bounds the wait for the response headers and between two chunks; `max_backoff`
-    caps both our backoff and the provider's `Retry-After`.
+    `timeout` bounds connecting, the wait for the response headers and each read of the
+    stream (a provider silent that long has stalled); `max_backoff` caps both our backoff and
+    the provider's `Retry-After`.
     """
 
     base_url: str
@@ -165,44 +173,43 @@ class OpenAIEngine:
         model: str,
         reported: list[Usage],
     ) -> AsyncGenerator[Delta, None]:
-        timeout = self.config.timeout
-        chunks: openai.AsyncStream[ChatCompletionChunk] | None = None
         finished = False
+        opening = client.chat.completions.with_streaming_response.create(**arguments)
         try:
-            try:
-                async with asyncio.timeout(timeout):
-                    chunks = await client.chat.completions.create(**arguments)
-            except (openai.OpenAIError, TimeoutError) as exc:
-                raise self._translate(exc, model) from exc
-            while True:
-                try:
-                    async with asyncio.timeout(timeout):
-                        chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    break
-                except (openai.OpenAIError, TimeoutError) as exc:
-                    raise self._translate(exc, model) from exc
-                if chunk.usage is not None:
-                    reported.append(Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens))
-                for choice in chunk.choices:
-                    finished = finished or choice.finish_reason is not None
-                    if choice.delta.content:
-                        yield Delta(choice.delta.content, 1)
-            if not finished:
-                # The SDK ends quietly when the connection closes cleanly before [DONE].
-                raise _Retryable(
-                    ModelUnavailable(f"{model}: the stream ended before the model finished"), None
-                )
-        finally:
-            if chunks is not None:
-                await chunks.close()
+            async with opening as response:
+                events = EventSource(response.http_response).aiter_sse()
+                async for event in events:
+                    if event.data == "[DONE]":
+                        break
+                    chunk = _decode(event.data, model, self.config.api_key)
+                    if (usage := chunk.get("usage")) is not None:
+                        reported.append(_usage(usage, model))
+                    for choice in chunk.get("choices") or ():
+                        finished = finished or choice.get("finish_reason") is not None
+                        if text := (choice.get("delta") or {}).get("content"):
+                            yield Delta(text, 1)
+        except (openai.OpenAIError, httpx2.HTTPError, SSEError) as exc:
+            raise self._translate(exc, model) from exc
+        if not finished:
+            # A connection closed cleanly before the finish: the answer is incomplete.
+            raise _Retryable(
+                ModelUnavailable(f"{model}: the stream ended before the model finished"), None
+            )
 
-    def _translate(self, exc: openai.OpenAIError | TimeoutError, model: str) -> Exception:
-        """Our error (or `_Retryable` wrapping it) for an SDK failure; chain it with `from`."""
-        if isinstance(exc, TimeoutError | openai.APITimeoutError):
+    def _translate(
+        self, exc: openai.OpenAIError | httpx2.HTTPError | SSEError, model: str
+    ) -> Exception:
+        """Our error (or `_Retryable` wrapping it) for an SDK, HTTP or SSE failure; chain it
+        with `from`."""
+        if isinstance(exc, httpx2.TimeoutException | openai.APITimeoutError):
             return InferenceTimeout(f"{model}: no answer within {self.config.timeout} s")
         if isinstance(exc, openai.APIConnectionError):
             return _Retryable(ModelUnavailable(f"{model}: cannot reach the provider"), None)
+        if isinstance(exc, httpx2.TransportError):
+            failure = f"{model}: the connection to the provider broke ({type(exc).__name__})"
+            return _Retryable(ModelUnavailable(failure), None)
+        if isinstance(exc, httpx2.HTTPError | SSEError):
+            return ModelUnavailable(f"{model}: the stream broke: {type(exc).__name__}")
         if not isinstance(exc, openai.APIStatusError):
             return ModelUnavailable(f"{model}: {self._summary(exc)}")
         status = exc.status_code
@@ -217,8 +224,7 @@ class OpenAIEngine:
         body = getattr(exc, "body", None)
         message = body.get("message") if isinstance(body, dict) else None
         text = " ".join(str(message or getattr(exc, "message", exc)).split())[:_SUMMARY_CHARS]
-        # Some providers echo (part of) the key they refused; never pass it on.
-        return text.replace(self.config.api_key, "***") if self.config.api_key else text
+        return _redacted(text, self.config.api_key)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -258,6 +264,33 @@ def _arguments(request: GenerationRequest) -> dict[str, Any]:
     if request.seed is not None:
         arguments["seed"] = request.seed
     return arguments
+
+
+def _decode(data: str, model: str, secret: str) -> dict[str, Any]:
+    """One chunk of the stream; a provider's mid-stream error event becomes ours."""
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ModelUnavailable(f"{model}: the provider sent a malformed chunk") from exc
+    if not isinstance(chunk, dict):
+        raise ModelUnavailable(f"{model}: the provider sent a malformed chunk")
+    if (error := chunk.get("error")) is not None:
+        message = error.get("message") if isinstance(error, dict) else error
+        summary = _redacted(" ".join(str(message).split())[:_SUMMARY_CHARS], secret)
+        raise ModelUnavailable(f"{model}: the provider failed mid-stream: {summary}")
+    return chunk
+
+
+def _redacted(text: str, secret: str) -> str:
+    """Some providers echo (part of) the key they refused; never pass it on."""
+    return text.replace(secret, "***") if secret else text
+
+
+def _usage(usage: Any, model: str) -> Usage:
+    try:
+        return Usage(int(usage["prompt_tokens"]), int(usage["completion_tokens"]))
+    except (TypeError, KeyError, ValueError) as exc:
+        raise ModelUnavailable(f"{model}: the provider sent malformed usage") from exc
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -54,6 +54,9 @@ STALL_BODY = "stall before the first chunk"
 BREAK = "break after two chunks"
 TRUNCATED = "end without finishing"
 SLOW = "slow stream"
+MALFORMED = "malformed chunk"
+ERROR_EVENT = "error event mid-stream"
+RAGGED = "comments, CRLF and chunks split across reads"
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -128,7 +131,18 @@ class Provider:
 
     async def _events(self, prompt: str) -> AsyncIterator[bytes]:
         try:
+            if prompt == RAGGED:
+                async for piece in _ragged():
+                    yield piece
+                return
             yield _sse(_chunk({"role": "assistant", "content": ""}))
+            if prompt == MALFORMED:
+                yield b'data: {"choices": [{"delta": {"content": "x"\n\n'
+                return
+            if prompt == ERROR_EVENT:
+                yield _sse(_chunk({"content": TEXT[0]}))
+                yield _sse({"error": {"message": f"overloaded, key {API_KEY}", "code": 500}})
+                return
             if prompt == STALL_BODY:
                 await self._stall()
             for index, piece in enumerate(TEXT):
@@ -147,6 +161,19 @@ class Provider:
             yield _sse("[DONE]")
         finally:
             self.disconnected.set()
+
+
+async def _ragged() -> AsyncIterator[bytes]:
+    """The normal answer as a provider behind a proxy may send it: keep-alive comments, CRLF
+    line ends, and events cut at arbitrary bytes across network writes."""
+    events = [_chunk({"content": piece}) for piece in TEXT] + [_chunk({}, finish="stop")]
+    wire = b": keep-alive\r\n\r\n" + b"".join(
+        _sse(event).replace(b"\n", b"\r\n") for event in events
+    )
+    wire += _sse("[DONE]")
+    for start in range(0, len(wire), 7):
+        yield wire[start : start + 7]
+        await asyncio.sleep(0)
 
 
 @pytest.fixture
@@ -350,6 +377,32 @@ async def test_a_stream_broken_after_tokens_is_not_retried(
 
     assert received == TEXT[:2]
     assert provider[0].attempts[BREAK] == 1
+
+
+async def test_reads_comments_crlf_and_events_split_across_reads(engine: OpenAIEngine) -> None:
+    deltas = await _deltas(engine, _request(RAGGED))
+
+    assert deltas == [Delta(piece, 1) for piece in TEXT]  # no usage chunk: no correction
+
+
+async def test_a_malformed_chunk_is_model_unavailable(
+    engine: OpenAIEngine, provider: tuple[Provider, Server]
+) -> None:
+    with pytest.raises(ModelUnavailable, match="malformed chunk"):
+        await _deltas(engine, _request(MALFORMED))
+
+    assert provider[0].attempts[MALFORMED] == 1
+
+
+async def test_an_error_event_mid_stream_ends_it_without_the_key(engine: OpenAIEngine) -> None:
+    received: list[str] = []
+
+    with pytest.raises(ModelUnavailable, match="failed mid-stream: overloaded") as failure:
+        async for delta in engine.stream(_request(ERROR_EVENT)):
+            received.append(delta.text)
+
+    assert received == TEXT[:1]
+    assert API_KEY not in str(failure.value)
 
 
 async def test_a_stream_ending_before_the_finish_is_model_unavailable(
