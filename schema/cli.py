@@ -73,20 +73,40 @@ def banner(settings: Settings, host: str, port: int) -> str:
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    settings = _settings()
+    if args.workers > 1 and not (settings.database_url and settings.redis_url):
+        sys.exit(
+            "creation-king: --workers needs CK_DATABASE_URL and CK_REDIS_URL: the processes "
+            "share creations, events and limits through Postgres and Redis (embedded mode "
+            "keeps them in one process)"
+        )
+    print(banner(settings, args.host, args.port), flush=True)
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        "log_config": None,  # logging is configured by us (JSON in production)
+        **UVICORN_OPTIONS,
+    }
+    if args.workers > 1:
+        # uvicorn binds the socket here and spawns the processes; each builds its own app.
+        uvicorn.run("schema.cli:worker_app", factory=True, workers=args.workers, **options)
+        return
     from schema.app import create_app
 
-    settings = _settings()
-    print(banner(settings, args.host, args.port), flush=True)
     app = create_app(settings)
     tune_gc()
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        log_config=None,  # logging is configured once, in main (JSON in production)
-        **UVICORN_OPTIONS,
-    )
+    uvicorn.run(app, **options)
+
+
+def worker_app() -> Any:
+    """The app of one `serve --workers N` process (uvicorn calls this in each child)."""
+    from schema.app import create_app
+
+    logs.configure(json_lines=_json_logs())
+    app = create_app(_settings())
+    tune_gc()
+    return app
 
 
 def _worker(_args: argparse.Namespace) -> None:
@@ -180,6 +200,12 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="API processes sharing the port, e.g. one per core (needs Postgres and Redis)",
+    )
     serve.set_defaults(run=_serve)
 
     worker = commands.add_parser("worker", help="run an arq worker for long creations")
@@ -210,6 +236,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logs.configure(json_lines=_json_logs())
     args.run(args)
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
 
 
 def _json_logs() -> bool:

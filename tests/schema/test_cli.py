@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
+from redis.asyncio import Redis
 
 from resolvers.settings import Settings
 from schema.build import export_sdl
 from schema.cli import banner
-from tests.conftest import PG_ADMIN_URL, TEST_SECRET, free_port, make_settings
+from tests.conftest import (
+    PG_ADMIN_URL,
+    TEST_SECRET,
+    GraphQLClient,
+    free_port,
+    make_settings,
+    open_socket,
+)
+from tests.schema.test_subscriptions import WRITE, assert_well_formed, events_of, text_of
 
 CLI = str(Path(sys.executable).with_name("creation-king"))
 MIGRATIONS = len(list((Path(__file__).parents[2] / "migrations").glob("[0-9][0-9][0-9][0-9]_*.py")))
@@ -144,3 +156,76 @@ def test_the_production_banner_prints_no_graphiql_address_it_would_not_serve() -
     # unless the operator turns it on
     shown = banner(settings.model_copy(update={"graphiql": True}), "0.0.0.0", 8000)
     assert shown.endswith("GraphiQL: http://0.0.0.0:8000/graphql")
+
+
+def test_serve_refuses_several_workers_in_embedded_mode(tmp_path: Path) -> None:
+    # one process holds embedded mode's Redis, job runner and SQLite: more would split them
+    result = run("serve", "--workers", "2", env={"CK_DATA_DIR": str(tmp_path)})
+    assert result.returncode != 0 and "--workers needs CK_DATABASE_URL" in result.stderr
+    assert run("serve", "--workers", "0", env={}).returncode != 0
+
+
+async def test_serve_workers_share_creations_across_processes(
+    pg_url: str, redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        "CK_DATABASE_URL": pg_url,
+        "CK_REDIS_URL": redis_url,
+        "CK_DATA_DIR": str(tmp_path),
+        "CK_ENGINE": "dev",
+    }
+    process = subprocess.Popen(
+        [CLI, "serve", "--port", str(port), "--workers", "2", "--log-level", "warning"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    graphql = GraphQLClient(base)
+    try:
+        await _wait_ready(graphql.http, base)
+        assert len(_api_processes(process.pid)) == 2
+        token = await graphql.register()
+
+        async def stream(n: int) -> list[dict[str, Any]]:
+            async with open_socket(f"ws://127.0.0.1:{port}/graphql", token) as sock:
+                op = await sock.subscribe(WRITE, {"input": {"prompt": f"p{n}", "maxTokens": 15}})
+                return events_of(await sock.collect(op, timeout=60))
+
+        runs = await asyncio.gather(*(stream(n) for n in range(8)))
+        for events in runs:
+            assert_well_formed(events)
+            assert events[-1]["__typename"] == "CreationCompleted"
+            # read back over HTTP, from whichever process takes the request
+            stored = await graphql.query(STORED, {"id": events[0]["creationId"]}, token)
+            assert stored["creation"] == {"status": "COMPLETED", "output": text_of(events)}
+    finally:
+        await graphql.aclose()
+        os.killpg(process.pid, signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert "Traceback" not in output, output
+
+
+STORED = "query S($id: ID!) { creation(id: $id) { status output } }"
+
+
+async def _wait_ready(http: httpx.AsyncClient, base: str) -> None:
+    async with asyncio.timeout(90):
+        for _attempt in itertools.count():
+            with contextlib.suppress(httpx.TransportError):
+                if (await http.get(f"{base}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+
+
+def _api_processes(parent: int) -> list[int]:
+    """The uvicorn worker processes the `serve` process spawned (not its resource tracker)."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [
+        int(child)
+        for child in children
+        if b"multiprocessing.spawn" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
