@@ -215,8 +215,9 @@ class GraphQLView(GraphQL[Context, None]):
         if _SUBSCRIPTION.search(document.query):
             raise HTTPException(400, "subscriptions run over the websocket at /graphql")
         operation_name = data.get("operationName")
-        if request.method == "GET" and (
-            _operation_type(document.query, operation_name) is not OperationType.QUERY
+        if request.method == "GET" and _operation_type(document.query, operation_name) not in (
+            OperationType.QUERY,
+            None,  # a document that does not parse, or names no operation: execution says so
         ):
             raise _MethodNotAllowed(405, "only queries run over GET; send mutations by POST")
         starlette_request.state.document = document

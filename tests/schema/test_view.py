@@ -81,6 +81,20 @@ async def test_a_mutation_over_get_is_never_executed(server: Server, client: Gra
     assert login["login"]["__typename"] != "AuthSession"  # no account was made
 
 
+async def test_a_get_that_does_not_parse_is_a_syntax_error_not_a_wrong_method(
+    server: Server,
+) -> None:
+    # found by the HTTP fuzz: these were answered 405 METHOD_NOT_ALLOWED, as if mutations
+    empty = await _get(server, {"query": ""}, **PREFLIGHT)
+    broken = await _get(server, {"query": "{ tools {"}, **PREFLIGHT)
+    unnamed = await _get(server, {"query": "{ __typename }", "operationName": "Nope"}, **PREFLIGHT)
+
+    for response in (empty, unnamed):
+        assert response.status_code == 400, response.text
+        assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert broken.json()["errors"][0]["message"].startswith("Syntax Error")
+
+
 async def test_requests_a_page_could_forge_are_refused(
     server: Server, client: GraphQLClient
 ) -> None:
