@@ -209,7 +209,6 @@ def _generate(
                 f"the prompt takes {prompt_tokens} tokens; the local model reads at most "
                 f"{llama.n_ctx()}"
             )
-        send("prompt", prompt_tokens)
         if request.seed is not None:
             # Reusing the cached prefix of the previous prompt changes the logits in their last
             # bits, and with them a sampled token now and then: a seeded request reads its
@@ -224,13 +223,21 @@ def _generate(
             repeat_penalty=REPEAT_PENALTY,
             stream=True,
         )
+        # The prompt's size goes out with the first text: sent alone, it would wake the event
+        # loop while the model starts, and the loop's work then delays the first token.
+        counted = False
         for chunk in chunks:
             if stop.is_set():
                 break
             piece = chunk["choices"][0]["text"]
             if piece:
+                if not counted:
+                    send("prompt", prompt_tokens)
+                    counted = True
                 send("text", piece)
         chunks.close()
+        if not counted:
+            send("prompt", prompt_tokens)
         send("end", None)
     except InferenceError as exc:
         send("error", exc)

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 RESYNC: Final = "\x00resync"
 OVERFLOW: Final = "\x00overflow"
 _CONNECTION_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+_DELIVERED_KEPT = 256  # per channel: local deliveries awaiting their pub/sub copy
 
 
 class ResilientRedisBackend(BroadcastBackend):
@@ -184,6 +185,9 @@ class _Channel:
         self.listeners: set[Listener] = set()
         self.ready = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        # Messages handed to the listeners here before their pub/sub copy came (oldest
+        # first, bounded: a copy that pub/sub lost would otherwise stay forever).
+        self.delivered: dict[str, None] = {}
 
 
 class Bus:
@@ -212,6 +216,19 @@ class Bus:
             await self._broadcast.publish(channel, message)
         except _CONNECTION_ERRORS as exc:
             log.warning("bus: publish on %s failed: %s", channel, exc)
+
+    def deliver_here(self, channel: str, message: str) -> None:
+        """Offer a message this process just published to its own listeners of `channel` now,
+        rather than after the round trip through Redis; its pub/sub copy is then skipped.
+        (A listener that starts in between reads the log, which already holds the event.)"""
+        state = self._channels.get(channel)
+        if state is None or not state.ready.is_set():
+            return
+        if len(state.delivered) >= _DELIVERED_KEPT:
+            del state.delivered[next(iter(state.delivered))]
+        state.delivered[message] = None
+        for listener in list(state.listeners):
+            listener.offer(message)
 
     @contextlib.asynccontextmanager
     async def listen(self, channel: str) -> AsyncIterator[Listener]:
@@ -257,6 +274,9 @@ class Bus:
                 state.ready.set()
                 while True:
                     event = await subscriber.get()
+                    if event.message in state.delivered:
+                        del state.delivered[event.message]
+                        continue  # offered already, by `deliver_here`
                     for listener in list(state.listeners):
                         listener.offer(event.message)
         except KeyError:

@@ -34,6 +34,7 @@ from redis.asyncio import Redis
 
 from inference.base import Delta, InferenceError, Piece, Stage, Structured
 from resolvers import keys
+from resolvers.embedded_redis import inline_twin
 from resolvers.errors import EventsLost
 from resolvers.events import Event, EventKind
 from resolvers.feed import Feed
@@ -93,6 +94,7 @@ class Cache:
         self._default_ttl = default_ttl
         self._scope = scope
         self._lookup = redis.register_script(_LOOKUP)
+        self._inline = inline_twin(redis)
 
     def key(
         self, tool: str, data: Mapping[str, Any], model: str, *, owner: str, personal: bool
@@ -105,11 +107,17 @@ class Cache:
     async def source_for(self, key: str, data: Mapping[str, Any], creation_id: str) -> str | None:
         """The creation to copy (a cached answer or a run in flight), or None: then this
         creation, `creation_id`, is now the run in flight for `key`. One round trip."""
+        names = [keys.cache_entry(key), keys.in_flight(key)]
         try:
-            kind, source = await self._lookup(
-                keys=[keys.cache_entry(key), keys.in_flight(key)],
-                args=[creation_id, _IN_FLIGHT_SECONDS, "1" if reproducible(data) else "0"],
-            )
+            if self._inline is not None:
+                kind, source = _lookup_inline(
+                    self._inline, names, creation_id, reuse=reproducible(data)
+                )
+            else:
+                kind, source = await self._lookup(
+                    keys=names,
+                    args=[creation_id, _IN_FLIGHT_SECONDS, "1" if reproducible(data) else "0"],
+                )
         except _ERRORS:
             return None
         return None if _text(kind) == "mine" or not source else _text(source)
@@ -231,6 +239,20 @@ async def _shared_run(source_id: str, feed: Feed, cache: Cache) -> AsyncIterator
     result = await cache.shared_result(source_id)
     if result is not None:
         yield Structured(result)
+
+
+def _lookup_inline(
+    client: Any, names: list[str], creation_id: str, *, reuse: bool
+) -> tuple[str, bytes | str]:
+    """`_LOOKUP` for an embedded server, step for step (`resolvers.embedded_redis.inline_twin`)."""
+    entry, in_flight = names
+    if reuse:
+        cached = client.get(entry)
+        if cached:
+            return "cached", cached
+    if client.set(in_flight, creation_id, nx=True, ex=_IN_FLIGHT_SECONDS):
+        return "mine", ""
+    return "running", client.get(in_flight) or ""
 
 
 def _text(value: str | bytes) -> str:

@@ -63,8 +63,11 @@ class Feed:
                 del self._quiet_checks[creation_id]
 
     async def publish(self, event: Event) -> None:
-        """Append to the log and notify live followers (one Redis round trip)."""
-        await self.history.append(event)
+        """Append to the log and notify live followers (one Redis round trip); this
+        process's own followers get it at once, without waiting for its pub/sub copy."""
+        message = await self.history.append(event)
+        if message:  # else pub/sub alone brings it
+            self.bus.deliver_here(keys.event_channel(event.creation_id), message)
 
     async def follow(
         self,
@@ -90,7 +93,10 @@ class Feed:
                         return
                 if len(page) == PAGE:
                     continue  # the log may hold more
-                if not page:
+                if not page and cursor.last > 0:
+                    # Nothing after a cursor: the client may already have the ending. (From
+                    # the start, an empty log has none: a new creation's follower goes
+                    # straight to the live tail, one round trip fewer before its first event.)
                     tail = await self.history.last_event(creation_id)
                     if tail is not None and tail.terminal:
                         return  # the client already has the ending (after >= its seq)

@@ -21,6 +21,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from resolvers import keys
+from resolvers.embedded_redis import inline_twin
 from resolvers.errors import ServiceUnavailable
 from resolvers.events import Event, EventKind
 
@@ -91,11 +92,12 @@ class History:
         self._ttl = ttl_seconds
         self._append = redis.register_script(_APPEND)
         self._rebuild = redis.register_script(_REBUILD)
+        self._inline = inline_twin(redis)
 
-    async def append(self, event: Event, *, unclaimed: bool = False) -> None:
-        """Store `event` and publish it; raises StaleProducer if its seq was taken (or, with
-        `unclaimed`, once a runner has claimed the creation), LogLost if the log lacks the
-        event before it.
+    async def append(self, event: Event, *, unclaimed: bool = False) -> str:
+        """Store `event` and publish it, and return it as published; raises StaleProducer if
+        its seq was taken (or, with `unclaimed`, once a runner has claimed the creation),
+        LogLost if the log lacks the event before it.
 
         A dropped connection is retried for a few seconds (redis-py does not retry); a retry
         that finds its seq taken checks whether the entry is its own earlier attempt."""
@@ -110,40 +112,54 @@ class History:
         )
         for attempt, pause in enumerate((*_RETRY_PAUSES, None)):
             try:
-                outcome, top = await self._append(
-                    keys=[
-                        log_key,
-                        keys.event_channel(event.creation_id),
-                        keys.running_usage(event.creation_id),
-                        keys.claimed(event.creation_id),
-                    ],
-                    args=[
-                        f"0-{event.seq}",
+                names = [
+                    log_key,
+                    keys.event_channel(event.creation_id),
+                    keys.running_usage(event.creation_id),
+                    keys.claimed(event.creation_id),
+                ]
+                if self._inline is not None:
+                    outcome, top = _append_inline(
+                        self._inline,
+                        names,
                         payload,
-                        self._maxlen,
-                        self._ttl,
-                        *counted,
-                        event.seq,
-                        "1" if unclaimed else "0",
-                    ],
-                )
+                        seq=event.seq,
+                        maxlen=self._maxlen,
+                        ttl=self._ttl,
+                        counted=counted,
+                        unclaimed=unclaimed,
+                    )
+                else:
+                    outcome, top = await self._append(
+                        keys=names,
+                        args=[
+                            f"0-{event.seq}",
+                            payload,
+                            self._maxlen,
+                            self._ttl,
+                            *counted,
+                            event.seq,
+                            "1" if unclaimed else "0",
+                        ],
+                    )
                 if _text(outcome) == "claimed":
                     raise StaleProducer(f"{event.creation_id} was claimed by a runner")
                 if _text(outcome) == "lost":
                     if attempt and await self._holds(log_key, event.seq, payload):
-                        return
+                        return payload
                     raise LogLost(event.creation_id, int(top))
-                return
+                return payload
             except redis_errors.ResponseError as exc:
                 if _STALE not in str(exc):
                     raise ServiceUnavailable("the event log refused a write") from exc
                 if attempt and await self._holds(log_key, event.seq, payload):
-                    return  # the attempt whose answer was lost did land
+                    return payload  # the attempt whose answer was lost did land
                 raise StaleProducer(f"seq {event.seq} of {event.creation_id} exists") from exc
             except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
                 if pause is None:
                     raise ServiceUnavailable("the event log is unreachable") from exc
                 await asyncio.sleep(pause)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def rebuild(self, events: list[Event], usage: tuple[int, int]) -> bool:
         """Write `events` (seq 1 first) as the whole log of their creation, if it still ends
@@ -225,6 +241,36 @@ class History:
         """The seq of the newest event, 0 when the log is empty or expired."""
         event = await self.last_event(creation_id)
         return 0 if event is None else event.seq
+
+
+def _append_inline(
+    client: Any,
+    names: list[str],
+    payload: str,
+    *,
+    seq: int,
+    maxlen: int,
+    ttl: int,
+    counted: tuple[int, int],
+    unclaimed: bool,
+) -> tuple[str, int]:
+    """`_APPEND` for an embedded server, step for step (see `inline_twin`)."""
+    log_key, channel, usage_key, claimed_key = names
+    if unclaimed and client.exists(claimed_key):
+        return "claimed", 0
+    if seq > 1:
+        top = client.xrevrange(log_key, count=1)
+        top_seq = int(_text(top[0][0]).rpartition("-")[2]) if top else 0
+        if top_seq < seq - 1:
+            return "lost", top_seq
+    client.xadd(log_key, {_FIELD: payload}, id=f"0-{seq}", maxlen=maxlen, approximate=True)
+    client.expire(log_key, ttl)
+    client.publish(channel, payload)
+    if any(counted):
+        client.hincrby(usage_key, "p", counted[0])
+        client.hincrby(usage_key, "c", counted[1])
+        client.expire(usage_key, ttl)
+    return "ok", seq
 
 
 @contextlib.contextmanager

@@ -18,9 +18,11 @@ a creation (run, copy, cancel, recovery) and would forget the day when Redis res
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
@@ -29,6 +31,7 @@ from tortoise.functions import Sum
 from tortoise.transactions import in_transaction
 
 from resolvers import keys, metrics
+from resolvers.embedded_redis import inline_twin
 from resolvers.errors import RateLimited
 from resolvers.models import Creation, CreationStatus, User
 
@@ -67,14 +70,20 @@ class RateLimiter:
         self._rate = per_minute / 60
         self._capacity = burst if burst is not None else max(1, per_minute // 6)
         self._script = redis.register_script(_BUCKET)
+        self._inline = inline_twin(redis)
 
     async def hit(self, subject: str) -> None:
         """Count one request of `subject`; RateLimited (with the wait) when over the rate.
         A Redis failure lets the request through: limits must not take the API down."""
         try:
-            allowed, wait = await self._script(
-                keys=[keys.rate_bucket(subject)], args=[self._capacity, self._rate]
-            )
+            if self._inline is not None:
+                allowed, wait = _bucket_inline(
+                    self._inline, keys.rate_bucket(subject), self._capacity, self._rate
+                )
+            else:
+                allowed, wait = await self._script(
+                    keys=[keys.rate_bucket(subject)], args=[self._capacity, self._rate]
+                )
         except (redis_errors.RedisError, OSError):
             return
         if not int(allowed):
@@ -85,6 +94,39 @@ class RateLimiter:
             )
 
 
+def _bucket_inline(client: Any, key: str, capacity: int, rate: float) -> tuple[int, str]:
+    """`_BUCKET` for an embedded server, step for step (`resolvers.embedded_redis.inline_twin`)."""
+    seconds, micros = client.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    stored_tokens, stored_at = client.hmget(key, ["tokens", "at"])
+    tokens, at = _lua_number(stored_tokens), _lua_number(stored_at)
+    if tokens is None or at is None:
+        tokens, at = float(capacity), float(now_ms)
+    tokens = min(capacity, tokens + max(0.0, now_ms - at) / 1000 * rate)
+    allowed, wait = 0, 0.0
+    if tokens >= 1:
+        tokens -= 1
+        allowed = 1
+    else:
+        wait = (1 - tokens) / rate
+    client.hset(key, mapping={"tokens": _lua_string(tokens), "at": _lua_string(now_ms)})
+    client.pexpire(key, math.ceil(capacity / rate * 1000) + 1000)
+    return allowed, _lua_string(wait)
+
+
+def _lua_number(value: bytes | str | None) -> float | None:
+    """Lua's `tonumber` of a stored field: None when it is missing or not a number."""
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None
+
+
+def _lua_string(value: float) -> str:
+    """Lua 5.1's `tostring` of a number."""
+    return format(value, ".14g")
+
+
 @contextlib.asynccontextmanager
 async def reserve_tokens(user_id: str, budget: int, *, per_day: int) -> AsyncIterator[None]:
     """Admit a creation whose token budget fits today's quota, atomically per user: store
@@ -93,10 +135,13 @@ async def reserve_tokens(user_id: str, budget: int, *, per_day: int) -> AsyncIte
     if per_day <= 0:
         yield
         return
-    async with in_transaction():
+    async with in_transaction() as connection:
         # The lock orders this user's admissions; NO KEY lets other tables' inserts that
-        # reference the user (their foreign key checks) go on meanwhile.
-        await User.filter(id=user_id).select_for_update(no_key=True).only("id")
+        # reference the user (their foreign key checks) go on meanwhile. SQLite has no row
+        # locks: its transaction already holds the connection's lock (a round trip saved on
+        # the way to the first token).
+        if connection.capabilities.dialect != "sqlite":
+            await User.filter(id=user_id).select_for_update(no_key=True).only("id")
         await _admit(user_id, budget, per_day)
         yield
 

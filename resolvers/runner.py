@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import time
@@ -24,6 +25,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from inference.base import (
     QUEUE_POSITION,
@@ -33,6 +37,7 @@ from inference.base import (
     Stage,
     Structured,
     Usage,
+    close_stream,
 )
 from resolvers import keys, metrics, tracing
 from resolvers.bus import Bus
@@ -107,7 +112,6 @@ class _Run:
     skip_fraction: float = -1.0
     fraction: float = 0.0  # of the last progress event
     result: dict[str, Any] | None = None
-    pieces: AsyncIterator[Piece] | None = None  # a copy of another creation's answer
     engine: RoutedEngine | None = None
     creation: Creation | None = None
     cancel_requested: bool = False
@@ -178,11 +182,40 @@ class Runner:
         time-to-first-token path.
         """
         state = self._register(str(creation.id))
-        state.pieces = pieces
-        task = asyncio.create_task(self._run(creation, state, fresh=True, retry=False))
+        state.creation = creation
+        # The model's task is queued first, ahead of all this request and the run do next:
+        # until the model is in its own native code, every step the event loop takes delays
+        # its Python (the GIL). It runs in the run's context (span, log fields) all the same.
+        context = contextvars.copy_context()
+        span = context.run(self._enter_run, creation, state, pieces)
+        task = asyncio.create_task(self._run_spawned(creation, state, span), context=context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _task: _cancel_pump(state))  # even if it never ran
         return task
+
+    def _enter_run(
+        self, creation: Creation, state: _Run, pieces: AsyncIterator[Piece] | None
+    ) -> trace.Span:
+        """In the spawned run's context: open its span, name it in the log, start the model."""
+        span = tracing.tracer().start_span(
+            "creation.run", attributes=_run_attributes(creation, True)
+        )
+        otel_context.attach(trace.set_span_in_context(span))
+        CREATION_ID.set(state.creation_id)
+        state.queue = asyncio.Queue()
+        if pieces is None:
+            pieces = self._model_pieces(creation, state)
+        state.pump = _start_pump(pieces, state.queue)
+        return span
+
+    async def _run_spawned(
+        self, creation: Creation, state: _Run, span: trace.Span
+    ) -> CreationStatus | None:
+        with trace.use_span(span, end_on_exit=True):
+            status = await self._drive(creation, state, fresh=True, retry=False)
+            span.set_attribute("creation.status", "none" if status is None else status.value)
+            return status
 
     async def request_cancel(self, creation_id: str) -> None:
         """Ask whichever process runs the creation to stop it."""
@@ -217,13 +250,7 @@ class Runner:
         self, creation: Creation, state: _Run, *, fresh: bool, retry: bool
     ) -> CreationStatus | None:
         """One run of a creation, as a span of the trace that started it."""
-        attributes: dict[str, str | bool] = {
-            "creation.id": state.creation_id,
-            "creation.tool": creation.tool,
-            "creation.variant": creation.variant or "",
-            "creation.resumed": not fresh,
-        }
-        with tracing.span("creation.run", attributes) as current:
+        with tracing.span("creation.run", _run_attributes(creation, fresh)) as current:
             status = await self._drive(creation, state, fresh=fresh, retry=retry)
             current.set_attribute("creation.status", "none" if status is None else status.value)
             return status
@@ -234,7 +261,9 @@ class Runner:
         creation_id = state.creation_id
         state.creation = creation
         CREATION_ID.set(creation_id)  # this task's log lines name the creation
-        heartbeat = asyncio.create_task(self._heartbeat(state))
+        # A new row counts as alive for a lease (`recovery.settle`): its first beat can wait
+        # one period, off the way to the first token. A resumed run renews its lease at once.
+        heartbeat = asyncio.create_task(self._heartbeat(state, first_beat=not fresh))
         try:
             queue = await self._start(creation, state, fresh=fresh)
             return await self._produce(state, queue)
@@ -280,8 +309,7 @@ class Runner:
         finally:
             heartbeat.cancel()
             self._runs.pop(creation_id, None)
-            if state.pump is not None and not state.pump.done():
-                state.pump.cancel()
+            _cancel_pump(state)
 
     async def _start(self, creation: Creation, state: _Run, *, fresh: bool) -> _Queue:
         """Start the model and write `started`; the queue receives the tool's pieces."""
@@ -291,23 +319,30 @@ class Runner:
             # A cancel may have come between the claim and the registration.
             if await self._feed.history.cancel_flagged(state.creation_id):
                 state.cancel_requested = True
-        queue: _Queue = asyncio.Queue()
-        state.queue = queue
-        if state.cancel_requested:
-            queue.put_nowait(_End(asyncio.CancelledError()))
-        else:
-            # Start the model first: `started` is written while it makes the first token.
-            pieces = state.pieces
-            if pieces is None:
-                engine = state.engine = self._router.engine(creation.tool, creation.variant)
-                model = engine.variant.model
-                pieces = TOOLS[creation.tool].pieces(
-                    engine, creation.input, model, state.creation_id, self._outputs.store
-                )
-            state.pump = _start_pump(pieces, queue)
+        queue = state.queue
+        if queue is None:  # not spawned: the model has not started yet
+            queue = state.queue = asyncio.Queue()
+            if state.cancel_requested:
+                queue.put_nowait(_End(asyncio.CancelledError()))
+            else:
+                # Start the model first: `started` is written while it makes the first token.
+                state.pump = _start_pump(self._model_pieces(creation, state), queue)
         if state.seq == 0:
             await self._emit(state, EventKind.STARTED, model=creation.model)
         return queue
+
+    async def _model_pieces(self, creation: Creation, state: _Run) -> AsyncIterator[Piece]:
+        """The tool's pieces from the creation's engine, chosen once the pump runs (a failure
+        there ends the run like any failure of the model)."""
+        engine = state.engine = self._router.engine(creation.tool, creation.variant)
+        pieces = TOOLS[creation.tool].pieces(
+            engine, creation.input, engine.variant.model, state.creation_id, self._outputs.store
+        )
+        try:
+            async for piece in pieces:
+                yield piece
+        finally:
+            await close_stream(pieces)
 
     async def _produce(self, state: _Run, queue: _Queue) -> CreationStatus:
         interval = self._batching.interval
@@ -564,11 +599,13 @@ class Runner:
         log.warning("creation %s: resuming from the row, the log lost events", creation.id)
         return creation.last_seq, await self._outputs.full(creation), -1.0
 
-    async def _heartbeat(self, state: _Run) -> None:
+    async def _heartbeat(self, state: _Run, *, first_beat: bool = True) -> None:
         """Renew the producer lease and checkpoint the row; also re-read the cancel flag, in
         case a cancel signal was lost on pub/sub (a reconnect, or a replica that missed the
-        control channel)."""
+        control channel). Without `first_beat`, the first renewal comes one period later."""
         lease = self._feed.lease_seconds
+        if not first_beat:
+            await asyncio.sleep(min(lease / 3, CHECKPOINT_SECONDS))
         while True:
             try:
                 await self._feed.history.hold_lease(state.creation_id, lease)
@@ -646,6 +683,20 @@ class Runner:
         data = json.loads(message)
         if isinstance(data, dict) and isinstance(data.get("cancel"), str):
             self._cancel_local(data["cancel"])
+
+
+def _run_attributes(creation: Creation, fresh: bool) -> dict[str, str | bool]:
+    return {
+        "creation.id": str(creation.id),
+        "creation.tool": creation.tool,
+        "creation.variant": creation.variant or "",
+        "creation.resumed": not fresh,
+    }
+
+
+def _cancel_pump(state: _Run) -> None:
+    if state.pump is not None and not state.pump.done():
+        state.pump.cancel()
 
 
 def _labels(state: _Run) -> tuple[str, str]:

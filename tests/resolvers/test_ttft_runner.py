@@ -1,0 +1,121 @@
+"""The order of work on the way to a spawned run's first token: the model starts before
+anything else the run writes, and a new creation's follower skips a needless read."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from inference.base import Completion, Delta, GenerationRequest, collect
+from inference.dev import DevEngine
+from resolvers import keys
+from resolvers.creation import follow_started
+from resolvers.events import Event, EventKind
+from resolvers.models import Creation, CreationStatus
+from resolvers.settings import Settings
+from tests.resolvers.test_runner import NO_JOBS, core_with, logged, new_creation
+
+pytestmark = pytest.mark.services
+
+
+class OrderedEngine:
+    """The dev engine, noting in `order` when the model was asked."""
+
+    name = "dev-engine"
+
+    def __init__(self, order: list[str]) -> None:
+        self.inner = DevEngine(token_delay=0)
+        self.order = order
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        self.order.append("model")
+        async for delta in self.inner.stream(request):
+            yield delta
+
+    async def complete(self, request: GenerationRequest) -> Completion:
+        return await collect(self, request)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_spawned_run_starts_its_model_before_it_writes(settings: Settings) -> None:
+    order: list[str] = []
+    async with core_with(settings, OrderedEngine(order)) as core:
+        creation = await new_creation("first", 5)
+        await Creation.filter(id=creation.id).update(status=CreationStatus.RUNNING)
+        history = core.feed.history
+        real_append = history.append
+
+        async def noting_append(event: Event, *, unclaimed: bool = False) -> str:
+            order.append(event.kind.value)
+            return await real_append(event, unclaimed=unclaimed)
+
+        history.append = noting_append  # type: ignore[method-assign]
+        # given a fresh run handed to the runner
+        task = core.runner.spawn(creation)
+        # then the model is asked first, and the stream is whole and in order
+        assert await task is CreationStatus.COMPLETED
+        events = await logged(core, str(creation.id))
+    assert order[:2] == ["model", "started"]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert events[0].kind is EventKind.STARTED and events[-1].kind is EventKind.COMPLETED
+
+
+async def test_a_new_creations_follower_goes_straight_to_the_live_tail(
+    settings: Settings,
+) -> None:
+    async with core_with(settings, DevEngine(token_delay=0.01)) as core:
+        creation = await new_creation("tail", 5)
+        await Creation.filter(id=creation.id).update(status=CreationStatus.RUNNING)
+        history = core.feed.history
+        real_last_event = history.last_event
+        tails = 0
+
+        async def counting_last_event(creation_id: str) -> Event | None:
+            nonlocal tails
+            tails += 1
+            return await real_last_event(creation_id)
+
+        history.last_event = counting_last_event  # type: ignore[method-assign]
+        real_read = history.read
+        read_nothing = asyncio.Event()
+
+        async def noting_read(creation_id: str, *, after: int, count: int = 512) -> list[Event]:
+            page = await real_read(creation_id, after=after, count=count)
+            if not page:
+                read_nothing.set()
+            return page
+
+        history.read = noting_read  # type: ignore[method-assign]
+        # given a follower that read the log before the run wrote anything
+        events = follow_started(creation, feed=core.feed, queue=NO_JOBS, outputs=core.outputs)
+        first = asyncio.ensure_future(anext(events))
+        await asyncio.wait_for(read_nothing.wait(), 5)
+        # when the run starts
+        core.runner.spawn(creation)
+        received = [await asyncio.wait_for(first, 5)] + [event async for event in events]
+    # then it gets every event once, in order, with no look at the log's tail
+    assert [e.seq for e in received] == list(range(1, len(received) + 1))
+    assert received[0].kind is EventKind.STARTED and received[-1].kind is EventKind.COMPLETED
+    assert tails == 0
+
+
+async def test_a_local_delivery_is_not_offered_again_by_pub_sub(settings: Settings) -> None:
+    async with core_with(settings, DevEngine(token_delay=0)) as core:
+        bus, channel = core.bus, keys.event_channel("local")
+        async with bus.listen(channel) as listener:
+            # given an event this process appended, handed to its listeners at once
+            await core.feed.publish(Event("local", 1, EventKind.STARTED))
+            assert await listener.get(timeout=0) is not None
+            # when its pub/sub copy arrives, then it is not offered a second time
+            await core.feed.publish(Event("local", 2, EventKind.DELTA, text="a"))
+            second = await listener.get(timeout=1)
+            assert second is not None and Event.decode(second).seq == 2
+            assert await listener.get(timeout=0.3) is None
+            # and a message published elsewhere still arrives through pub/sub
+            await bus.publish(channel, Event("local", 3, EventKind.COMPLETED).encode())
+            third = await listener.get(timeout=2)
+            assert third is not None and Event.decode(third).seq == 3
