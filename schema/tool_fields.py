@@ -21,6 +21,7 @@ from strawberry.tools import create_type
 from resolvers import audit
 from resolvers import creation as use_cases
 from resolvers.errors import CreationKingError
+from resolvers.events import EventKind
 from resolvers.tools import TOOLS, Mode, Tool
 from schema.context import Info
 from schema.fanout import shared_event
@@ -128,6 +129,11 @@ def _mutation(tool: Tool, input_type: type) -> Any:
     )
 
 
+def _audit_start(principal: Any, tool: str, creation_id: object) -> None:
+    """Record a started creation, without waiting for the row."""
+    audit.record_soon(principal, tool, tool=tool, object_ids=[str(creation_id)])
+
+
 def _subscription(tool: Tool, input_type: type) -> Any:
     described: Any = Annotated[input_type, strawberry.argument(description="The tool's input.")]
 
@@ -139,13 +145,22 @@ def _subscription(tool: Tool, input_type: type) -> Any:
             except CreationKingError as exc:
                 await audit.record(ctx.principal, tool.name, outcome=exc.code, tool=tool.name)
                 raise
-            audit.record_soon(ctx.principal, tool.name, tool=tool.name, object_ids=[str(row.id)])
             events = use_cases.follow_started(
                 row, feed=ctx.core.feed, queue=ctx.queue, outputs=ctx.core.outputs
             )
-            async with contextlib.aclosing(events):
-                async for event in events:
-                    yield shared_event(event)
+            # The audit row is written once the stream is under way, not while the model
+            # makes its first token (the insert cost about 1.7 ms of it in embedded mode).
+            audited = False
+            try:
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        yield shared_event(event)
+                        if not audited and event.kind is not EventKind.STARTED:
+                            audited = True
+                            _audit_start(ctx.principal, tool.name, row.id)
+            finally:
+                if not audited:
+                    _audit_start(ctx.principal, tool.name, row.id)
 
     resolve.__annotations__ = {
         "info": Info,
