@@ -122,6 +122,15 @@ class Cache:
             return None
         return None if _text(kind) == "mine" or not source else _text(source)
 
+    async def in_flight(self, key: str) -> bool:
+        """Whether a run for `key` is in flight now (a hint: `source_for` decides)."""
+        try:
+            if self._inline is not None:
+                return bool(self._inline.exists(keys.in_flight(key)))
+            return bool(await self._redis.exists(keys.in_flight(key)))
+        except _ERRORS:
+            return False
+
     async def finished(self, creation: Creation, tool: str, *, reusable: bool = True) -> None:
         """Called when a run ends: remember a completed reproducible answer (unless it is not
         `reusable`: a fallback answered, not the variant the key names), free the key."""

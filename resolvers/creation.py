@@ -18,7 +18,7 @@ from tortoise.expressions import Q
 from inference.base import Usage
 from resolvers import metrics, scopes
 from resolvers.auth import Principal, require_user
-from resolvers.cache import Cache, copy_of
+from resolvers.cache import Cache, copy_of, reproducible
 from resolvers.errors import (
     AlreadyFinished,
     EventsLost,
@@ -83,21 +83,37 @@ async def start_creation(
     # Fast runs are stored RUNNING and handed over: no second read before the model starts.
     fast = tool.mode_for(data) is Mode.FAST
     masked = mask(data).found
-    # The row is the reservation: it is stored in the admission's transaction.
-    async with reserve_tokens(user.user_id, budget, per_day=quota_per_day):
-        creation = await Creation.create(
-            owner_id=user.user_id,
-            tool=tool.name,
-            input=data,
-            status=CreationStatus.RUNNING if fast else CreationStatus.QUEUED,
-            model=backend,
-            model_name=variant.model_name,
-            variant=variant.name,
-            cache_key=key,
-            reserved_tokens=budget,
-            masked=masked,
-        )
-    source = await cache.source_for(key, data, str(creation.id))
+    creation = Creation(
+        id=uuid.uuid4(),
+        owner_id=user.user_id,
+        tool=tool.name,
+        input=data,
+        status=CreationStatus.RUNNING if fast else CreationStatus.QUEUED,
+        model=backend,
+        model_name=variant.model_name,
+        variant=variant.name,
+        cache_key=key,
+        reserved_tokens=budget,
+        masked=masked,
+    )
+    # A fast request that no stored answer can serve (it pins no seed), and that no identical
+    # run in flight can serve either, starts its model now, while it is admitted and stored.
+    # It is abandoned if refused, or if an identical request got in flight meanwhile. A
+    # reproducible one asks the cache first, so a hit costs no model work.
+    prestart = None
+    if fast and not reproducible(data) and not await cache.in_flight(key):
+        prestart = runner.prestart(creation)
+    try:
+        # The row is the reservation: it is stored in the admission's transaction.
+        async with reserve_tokens(user.user_id, budget, per_day=quota_per_day):
+            await creation.save(force_create=True)
+        source = await cache.source_for(key, data, str(creation.id))
+    except BaseException:
+        if prestart is not None:
+            runner.abandon(prestart)
+        raise
+    if source is not None and prestart is not None:
+        runner.abandon(prestart)
     if source is not None:
         metrics.CACHE_HITS.labels(tool.name).inc()
         await Creation.filter(id=creation.id).update(
@@ -109,7 +125,7 @@ async def start_creation(
             creation, copy_of(source, feed=feed, outputs=outputs, queue=queue, cache=cache)
         )
     elif fast:
-        runner.spawn(creation)
+        runner.spawn(creation, prestarted=prestart)
     else:
         try:
             await queue.enqueue(str(creation.id))

@@ -174,13 +174,30 @@ class Runner:
         return variant, self._router.engine(tool, variant.name).name
 
     def spawn(
-        self, creation: Creation, pieces: AsyncIterator[Piece] | None = None
+        self,
+        creation: Creation,
+        pieces: AsyncIterator[Piece] | None = None,
+        *,
+        prestarted: Prestart | None = None,
     ) -> asyncio.Task[CreationStatus | None]:
         """Run a creation this process just stored as RUNNING (fast tools), in the background.
 
         The row is handed over, so nothing is read again before the model starts: this is the
-        time-to-first-token path.
+        time-to-first-token path. `prestarted` is its model, started before the row was
+        stored (`prestart`).
         """
+        start = prestarted or self.prestart(creation, pieces)
+        task = asyncio.create_task(
+            self._run_spawned(creation, start.state, start.span), context=start.context
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _task: _cancel_pump(start.state))  # even if it never ran
+        return task
+
+    def prestart(self, creation: Creation, pieces: AsyncIterator[Piece] | None = None) -> Prestart:
+        """Start the model of a fast creation, which need not be stored yet; `spawn` it once
+        it is, or `abandon` it. Until then its tokens wait in the run's queue."""
         state = self._register(str(creation.id))
         state.creation = creation
         # The model's task is queued first, ahead of all this request and the run do next:
@@ -188,11 +205,14 @@ class Runner:
         # its Python (the GIL). It runs in the run's context (span, log fields) all the same.
         context = contextvars.copy_context()
         span = context.run(self._enter_run, creation, state, pieces)
-        task = asyncio.create_task(self._run_spawned(creation, state, span), context=context)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(lambda _task: _cancel_pump(state))  # even if it never ran
-        return task
+        return Prestart(state, context, span)
+
+    def abandon(self, start: Prestart) -> None:
+        """Stop a prestarted model whose creation will not run (refused, or a copy)."""
+        _cancel_pump(start.state)
+        self._runs.pop(start.state.creation_id, None)
+        start.span.set_attribute("creation.status", "abandoned")
+        start.span.end()
 
     def _enter_run(
         self, creation: Creation, state: _Run, pieces: AsyncIterator[Piece] | None
@@ -683,6 +703,15 @@ class Runner:
         data = json.loads(message)
         if isinstance(data, dict) and isinstance(data.get("cancel"), str):
             self._cancel_local(data["cancel"])
+
+
+@dataclass(frozen=True)
+class Prestart:
+    """A fast creation's model, started before its row was stored (`Runner.prestart`)."""
+
+    state: _Run
+    context: contextvars.Context
+    span: trace.Span
 
 
 def _run_attributes(creation: Creation, fresh: bool) -> dict[str, str | bool]:

@@ -1,20 +1,26 @@
-"""The order of work on the way to a spawned run's first token: the model starts before
-anything else the run writes, and a new creation's follower skips a needless read."""
+"""The order of work on the way to a run's first token: an unseeded fast request starts its
+model while it is admitted and stored (and stops it if refused), a spawned run starts its model
+before anything it writes, and a new creation's follower skips a needless read."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from unittest import mock
 
 import pytest
 
 from inference.base import Completion, Delta, GenerationRequest, collect
 from inference.dev import DevEngine
 from resolvers import keys
-from resolvers.creation import follow_started
+from resolvers.creation import follow_started, start_creation
+from resolvers.errors import RateLimited
 from resolvers.events import Event, EventKind
 from resolvers.models import Creation, CreationStatus
 from resolvers.settings import Settings
+from tests.resolvers.test_cache import a_user, events, text, write
 from tests.resolvers.test_runner import NO_JOBS, core_with, logged, new_creation
 
 pytestmark = pytest.mark.services
@@ -119,3 +125,83 @@ async def test_a_local_delivery_is_not_offered_again_by_pub_sub(settings: Settin
             await bus.publish(channel, Event("local", 3, EventKind.COMPLETED).encode())
             third = await listener.get(timeout=2)
             assert third is not None and Event.decode(third).seq == 3
+
+
+class ClosingEngine(OrderedEngine):
+    """`OrderedEngine`, at a slow pace, noting "closed" when its stream is closed."""
+
+    def __init__(self, order: list[str]) -> None:
+        super().__init__(order)
+        self.closed = asyncio.Event()
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        self.order.append("model")
+        try:
+            for index in range(50):
+                await asyncio.sleep(0.05)
+                yield Delta(f" w{index}")
+        finally:
+            self.order.append("closed")
+            self.closed.set()
+
+
+@contextlib.contextmanager
+def noting_saves(order: list[str]) -> Iterator[None]:
+    real_save = Creation.save
+
+    async def save(self: Creation, *args: Any, **kwargs: Any) -> None:
+        await real_save(self, *args, **kwargs)
+        order.append("stored")
+
+    with mock.patch.object(Creation, "save", save):
+        yield
+
+
+async def test_an_unseeded_request_starts_its_model_while_it_is_stored(
+    settings: Settings,
+) -> None:
+    order: list[str] = []
+    async with core_with(settings, OrderedEngine(order)) as core:
+        principal = await a_user()
+        with noting_saves(order):
+            creation = await write(core, principal)  # no seed: no stored answer can serve it
+        log = await events(core, principal, creation)
+    assert order[:2] == ["model", "stored"]
+    assert log[0].kind is EventKind.STARTED and log[-1].kind is EventKind.COMPLETED
+    # whole and in order (a follower may get several deltas as one: first_seq..seq)
+    assert [e.first_seq or e.seq for e in log[1:]] == [e.seq + 1 for e in log[:-1]]
+    assert text(log)
+
+
+async def test_a_seeded_request_asks_the_cache_before_the_model(settings: Settings) -> None:
+    order: list[str] = []
+    async with core_with(settings, OrderedEngine(order)) as core:
+        principal = await a_user()
+        with noting_saves(order):
+            creation = await write(core, principal, seed=3)
+        await events(core, principal, creation)
+    assert order[:2] == ["stored", "model"]
+
+
+async def test_a_refused_request_stops_the_model_it_started(settings: Settings) -> None:
+    order: list[str] = []
+    engine = ClosingEngine(order)
+    async with core_with(settings, engine) as core:
+        principal = await a_user()
+        with pytest.raises(RateLimited):
+            await start_creation(
+                principal=principal,
+                tool_name="write",
+                payload={"prompt": "too much", "max_tokens": 500},
+                runner=core.runner,
+                queue=NO_JOBS,
+                cache=core.cache,
+                feed=core.feed,
+                outputs=core.outputs,
+                quota_per_day=100,  # the budget of 500 tokens does not fit
+            )
+        await asyncio.wait_for(engine.closed.wait(), 5)
+        stored = await Creation.all().count()
+        running = dict(core.runner._runs)
+    assert order == ["model", "closed"]
+    assert stored == 0 and running == {}
