@@ -191,7 +191,10 @@ async def _measure(
     """Every phase, `args.repetitions` times; figures per phase and repetition."""
     direct = Direct(f"{mock.url}/v1", args.direct_client, max(1, args.streams))
     clients = await asyncio.gather(
-        *(StackClient.connect(gateway.ws_url, token) for _ in range(max(1, args.streams)))
+        *(
+            StackClient.connect(gateway.ws_url, token, seeded=args.seeded)
+            for _ in range(max(1, args.streams))
+        )
     )
     pids = (gateway.pid, mock.pid)
     results: dict[str, list[dict[str, Any]]] = {}
@@ -395,6 +398,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--pairs", type=int, help="direct/stack pairs per 1-stream phase (20/8)")
     parser.add_argument("--rounds", type=int, default=1, help="pairs per N-stream phase")
     parser.add_argument("--direct-client", choices=("httpx", "engine"), default="httpx")
+    parser.add_argument(
+        "--seeded",
+        action="store_true",
+        help="send seeds (reproducible requests: the gateway asks its answer cache before it "
+        "starts the model); unseeded by default, as most requests are",
+    )
     parser.add_argument("--redis", default=REDIS_URL, help="db index flushed at start and end")
     parser.add_argument("--server-log-level", default="warning")
     parser.add_argument(

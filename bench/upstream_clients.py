@@ -31,12 +31,13 @@ Start = Callable[[str, int, int], Awaitable[StreamRun]]
 class StackClient:
     """One authenticated graphql-transport-ws socket asking `write` for a prompt and budget."""
 
-    def __init__(self, ws: Any) -> None:
+    def __init__(self, ws: Any, *, seeded: bool) -> None:
         self._ws = ws
         self._ids = 0
+        self.seeded = seeded  # else unseeded requests, as most users send
 
     @classmethod
-    async def connect(cls, ws_url: str, token: str) -> StackClient:
+    async def connect(cls, ws_url: str, token: str, *, seeded: bool = False) -> StackClient:
         """Open the socket and pass connection_init with the Bearer token."""
         ws = await websockets.connect(
             ws_url, subprotocols=[Subprotocol(PROTOCOL)], compression=None, max_size=1 << 22
@@ -50,7 +51,7 @@ class StackClient:
         except BaseException:
             await ws.close()
             raise
-        return cls(ws)
+        return cls(ws, seeded=seeded)
 
     async def aclose(self) -> None:
         """Close the socket."""
@@ -60,7 +61,10 @@ class StackClient:
         """Run one write subscription to its terminal event."""
         self._ids += 1
         op_id = str(self._ids)
-        variables = {"input": {"prompt": prompt, "maxTokens": tokens, "seed": seed}}
+        fields: dict[str, Any] = {"prompt": prompt, "maxTokens": tokens}
+        if self.seeded:  # a reproducible request: the gateway asks its answer cache first
+            fields["seed"] = seed
+        variables = {"input": fields}
         payload = {"query": WRITE, "variables": variables}
         run = StreamRun()
         parts: list[str] = []
