@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from bench.audience import Audience, Kind, next_message
 from bench.procs import cpu_seconds
 from bench.stats import Summary, ratio
+from resolvers import keys
 from resolvers.events import Event, EventKind
 from resolvers.history import History
 
@@ -249,6 +250,10 @@ async def measure(
 
     try:
         for creation_id in (quiet_id, watched_id):
+            # The server announced the queue in the log (`started`, "queued (position N)"):
+            # the bench claims the creation as a worker would, and produces a fresh log.
+            await history.claim(creation_id)
+            await redis.delete(keys.event_log(creation_id))
             await history.append(Event(creation_id, 1, EventKind.STARTED, model="bench"))
         memory: dict[str, Any] = {}
         for side, creation_id in ((raw, ""), (stack, quiet_id)):

@@ -92,6 +92,12 @@ def server_env(services: Services, triton_url: str, **extra: str) -> dict[str, s
         # All load comes from one user and one address: the limiter still runs (its Redis
         # script is part of every request's cost) but must not answer 429 to the bench.
         CK_RATE_LIMIT_PER_MINUTE="10000000",
+        # One user holds every bench socket: the socket and subscription caps and the daily
+        # token quota must not refuse the load either.
+        CK_MAX_SOCKETS_PER_USER="10000",
+        CK_MAX_SUBSCRIPTIONS_PER_USER="10000",
+        CK_MAX_SOCKETS_PER_ADDRESS="100000",
+        CK_TOKEN_QUOTA_PER_DAY="0",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

@@ -21,9 +21,11 @@ import json
 import math
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import websockets
 
 from bench.stats import Summary, ratio
@@ -162,21 +164,8 @@ class Subscriber:
         async with asyncio.timeout(limit_s):
             start = time.perf_counter()
             await self._ws.send(json.dumps(message))
-            while True:
-                raw = await self._ws.recv()
-                now = (time.perf_counter() - start) * 1000
-                data = json.loads(raw)
-                kind = data.get("type")
-                if kind == "ping":
-                    await self._ws.send(json.dumps({"type": "pong"}))
-                    continue
-                if data.get("id") != op_id:
-                    continue
-                if kind == "complete":
-                    break
-                if kind != "next" or data["payload"].get("errors"):
-                    raise RuntimeError(f"subscription failed: {data}")
-                event = data["payload"]["data"]["write"]
+            async for arrived, event in write_events(self._ws, op_id):
+                now = (arrived - start) * 1000
                 typename = event["__typename"]
                 if typename == "CreationStarted":
                     run.started_ms = now
@@ -189,6 +178,27 @@ class Subscriber:
                     run.done_ms = now
         run.text = "".join(parts)
         return run
+
+
+async def write_events(ws: Any, op_id: str) -> AsyncIterator[tuple[float, dict[str, Any]]]:
+    """The `write` events of subscription `op_id` on a graphql-transport-ws socket, each with
+    the `perf_counter` time its message arrived, until `complete`. Answers pings, skips other
+    operations' messages, and raises RuntimeError on an error."""
+    while True:
+        raw = await ws.recv()
+        arrived = time.perf_counter()
+        data = orjson.loads(raw)
+        kind = data.get("type")
+        if kind == "ping":
+            await ws.send('{"type": "pong"}')
+            continue
+        if data.get("id") != op_id:
+            continue
+        if kind == "complete":
+            return
+        if kind != "next" or data["payload"].get("errors"):
+            raise RuntimeError(f"subscription failed: {data}")
+        yield arrived, data["payload"]["data"]["write"]
 
 
 @dataclass

@@ -66,13 +66,6 @@ mutation Register($email: String!, $password: String!) {
   }
 }
 """
-# One user holds every bench socket; the limits must not refuse the load.
-LIMITS = {
-    "CK_MAX_SOCKETS_PER_USER": "10000",
-    "CK_MAX_SUBSCRIPTIONS_PER_USER": "10000",
-    "CK_MAX_SOCKETS_PER_ADDRESS": "100000",
-    "CK_TOKEN_QUOTA_PER_DAY": "0",
-}
 GOAL_TTFT_P50_MS, GOAL_TTFT_P99_MS, GOAL_RATE, GOAL_CPU_S = 5.0, 15.0, 0.5, 0.15
 
 
@@ -294,7 +287,6 @@ def _servers(args: argparse.Namespace, logs: Path) -> Iterator[tuple[Server, Ser
             CK_ROUTES=json.dumps(routes),
             CK_OPENAI_BASE_URL=f"{mock.url}/v1",
             CK_OPENAI_API_KEY=API_KEY,
-            **LIMITS,
             **dict(item.split("=", 1) for item in args.server_env),
         )
         env.pop("CK_TRITON_URL")

@@ -16,7 +16,7 @@ import orjson
 import websockets
 from websockets.typing import Subprotocol
 
-from bench.ttft import PROTOCOL, WRITE, StreamRun
+from bench.ttft import PROTOCOL, WRITE, StreamRun, write_events
 from inference.base import GenerationRequest
 from inference.openai_compat import OpenAIConfig, OpenAIEngine
 from inference.write import Genre, WriteSpec, build_prompt
@@ -71,20 +71,8 @@ class StackClient:
         async with asyncio.timeout(120):
             start = time.perf_counter()
             await self._ws.send(json.dumps({"id": op_id, "type": "subscribe", "payload": payload}))
-            while True:
-                data = orjson.loads(await self._ws.recv())
-                now = (time.perf_counter() - start) * 1000
-                kind = data.get("type")
-                if kind == "ping":
-                    await self._ws.send('{"type": "pong"}')
-                    continue
-                if data.get("id") != op_id:
-                    continue
-                if kind == "complete":
-                    break
-                if kind != "next" or data["payload"].get("errors"):
-                    raise RuntimeError(f"subscription failed: {data}")
-                event = data["payload"]["data"]["write"]
+            async for arrived, event in write_events(self._ws, op_id):
+                now = (arrived - start) * 1000
                 if event["__typename"] == "TokenDelta" and event["text"]:
                     run.arrivals.append((now, len(event["text"].split())))  # "t<i> " each
                     parts.append(event["text"])
