@@ -125,25 +125,7 @@ class Subscriber:
     @classmethod
     async def connect(cls, ws_url: str, token: str) -> Subscriber:
         """Open the socket and pass connection_init with the Bearer token."""
-        ws = await websockets.connect(
-            ws_url,
-            subprotocols=[PROTOCOL],  # type: ignore[list-item]
-            compression=None,
-            max_size=1 << 22,
-        )
-        try:
-            await ws.send(
-                json.dumps(
-                    {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
-                )
-            )
-            ack = json.loads(await asyncio.wait_for(ws.recv(), 10))
-            if ack.get("type") != "connection_ack":
-                raise RuntimeError(f"no connection_ack: {ack}")
-        except BaseException:
-            await ws.close()
-            raise
-        return cls(ws)
+        return cls(await open_authenticated(ws_url, token))
 
     async def aclose(self) -> None:
         """Close the socket."""
@@ -178,6 +160,27 @@ class Subscriber:
                     run.done_ms = now
         run.text = "".join(parts)
         return run
+
+
+async def open_authenticated(ws_url: str, token: str) -> Any:
+    """A graphql-transport-ws socket, acknowledged after connection_init with the Bearer
+    token."""
+    ws = await websockets.connect(
+        ws_url,
+        subprotocols=[PROTOCOL],  # type: ignore[list-item]
+        compression=None,
+        max_size=1 << 22,
+    )
+    try:
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+        await ws.send(json.dumps(init))
+        ack = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if ack.get("type") != "connection_ack":
+            raise RuntimeError(f"no connection_ack: {ack}")
+    except BaseException:
+        await ws.close()
+        raise
+    return ws
 
 
 async def write_events(ws: Any, op_id: str) -> AsyncIterator[tuple[float, dict[str, Any]]]:

@@ -13,10 +13,8 @@ from typing import Any
 
 import httpx
 import orjson
-import websockets
-from websockets.typing import Subprotocol
 
-from bench.ttft import PROTOCOL, WRITE, StreamRun, write_events
+from bench.ttft import WRITE, StreamRun, open_authenticated, write_events
 from inference.base import GenerationRequest
 from inference.openai_compat import OpenAIConfig, OpenAIEngine
 from inference.write import Genre, WriteSpec, build_prompt
@@ -39,19 +37,7 @@ class StackClient:
     @classmethod
     async def connect(cls, ws_url: str, token: str, *, seeded: bool = False) -> StackClient:
         """Open the socket and pass connection_init with the Bearer token."""
-        ws = await websockets.connect(
-            ws_url, subprotocols=[Subprotocol(PROTOCOL)], compression=None, max_size=1 << 22
-        )
-        try:
-            init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
-            await ws.send(json.dumps(init))
-            ack = json.loads(await asyncio.wait_for(ws.recv(), 10))
-            if ack.get("type") != "connection_ack":
-                raise RuntimeError(f"no connection_ack: {ack}")
-        except BaseException:
-            await ws.close()
-            raise
-        return cls(ws, seeded=seeded)
+        return cls(await open_authenticated(ws_url, token), seeded=seeded)
 
     async def aclose(self) -> None:
         """Close the socket."""
