@@ -123,6 +123,7 @@ def _server(workdir: Path, config: LocalConfig) -> Iterator[procs.Server]:
     env = {
         "PATH": "/usr/bin:/bin",
         "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),  # an A/B of another checkout
         "CK_ENV": "dev",
         "CK_ENGINE": "local",
         "CK_LOCAL_THREADS": str(config.threads),

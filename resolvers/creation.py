@@ -73,7 +73,6 @@ async def start_creation(
     if tool.prepare is not None:
         data = await tool.prepare(data, user, outputs.store)
         tool.validate(data)
-    await screen(shield, data)
     budget = tool.token_budget(data)
     variant, backend = runner.choose(tool.name)
     served_by = f"{variant.backend}/{variant.model}/{variant.version}/{variant.adapter}"
@@ -97,13 +96,16 @@ async def start_creation(
         masked=masked,
     )
     # A fast request that no stored answer can serve (it pins no seed), and that no identical
-    # run in flight can serve either, starts its model now, while it is admitted and stored.
+    # run in flight can serve either, starts its model now, while it is screened, admitted
+    # and stored (the model reads the input as it is: screening refuses, it never rewrites).
     # It is abandoned if refused, or if an identical request got in flight meanwhile. A
     # reproducible one asks the cache first, so a hit costs no model work.
     prestart = None
     if fast and not reproducible(data) and not await cache.in_flight(key):
         prestart = runner.prestart(creation)
+        await asyncio.sleep(0)  # the model's task hands its work to the engine before we go on
     try:
+        await screen(shield, data)
         # The row is the reservation: it is stored in the admission's transaction.
         async with reserve_tokens(user.user_id, budget, per_day=quota_per_day):
             await creation.save(force_create=True)
