@@ -3,7 +3,7 @@
 Run as `python -m bench.broadcast_app --port P --redis URL --channel C`. Every message
 published on the Redis channel is sent, unchanged, to every connected websocket: one Redis
 subscription per process, one bounded queue and one sender task per socket (the shape of
-Starlette's broadcast examples, and of what `resolvers.bus` does below the GraphQL layer).
+Starlette's broadcast examples, and of what `resolvers.core.bus` does below the GraphQL layer).
 No GraphQL, no auth, no event log. uvicorn gets the options of `creation-king serve`.
 """
 
@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket
 from schema.cli import UVICORN_OPTIONS, tune_gc
 
 READY = '{"type":"ready"}'  # the first message of every socket: it is registered
-QUEUE_SIZE = 256  # as resolvers.bus's listeners (CK_SUBSCRIBER_BUFFER's default)
+QUEUE_SIZE = 256  # as resolvers.core.bus's listeners (CK_SUBSCRIBER_BUFFER's default)
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Fan-out latency and idle memory of subscriptions, each against a raw websocket broadcast.
 
 - Fan-out: one creation watched by `subscribers` sockets on one API process. The bench plays
-  the producer: it appends events to the creation's log with `resolvers.history.History`
+  the producer: it appends events to the creation's log with `resolvers.streaming.history.History`
   (the runner's own Lua script: XADD plus PUBLISH), one `TokenDelta` at a time, waiting until
   every socket has it before the next, and times each from just before the append to its
   arrival in every socket: the latency of fanning out one event. The baseline gets the same
@@ -29,9 +29,9 @@ from redis.asyncio import Redis
 from bench.audience import Audience, Kind, next_message
 from bench.procs import cpu_seconds
 from bench.stats import Summary, ratio
-from resolvers import keys
-from resolvers.events import Event, EventKind
-from resolvers.history import History
+from resolvers.core import keys
+from resolvers.streaming.events import Event, EventKind
+from resolvers.streaming.history import History
 
 DELTA_TEXT = " the quiet river light morning city"  # about one 40 ms batch of the writer model
 DELTA_TOKENS = 6

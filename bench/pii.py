@@ -1,6 +1,6 @@
 """`python -m bench.pii`: recall and precision of the PII detector on the labelled corpus.
 
-The corpus (`tests/resolvers/pii_corpus.jsonl`) holds one case a line: `text`, `lang` (`en` or
+The corpus (`tests/resolvers/guard/pii_corpus.jsonl`) holds one case a line: `text`, `lang` (`en` or
 `zh`) and `pii`, the labelled values as `{"kind", "value"}`. Per case, a detected span counts
 as a true positive when its kind and exact text equal a label's (each distinct pair once);
 an unmatched detection is a false positive, an unmatched label a false negative. Prints the
@@ -18,7 +18,9 @@ from pathlib import Path
 
 from resolvers.guard.pii import Kind, detect
 
-CORPUS = Path(__file__).resolve().parent.parent / "tests" / "resolvers" / "pii_corpus.jsonl"
+CORPUS = (
+    Path(__file__).resolve().parent.parent / "tests" / "resolvers" / "guard" / "pii_corpus.jsonl"
+)
 ALL = "all"
 
 Label = tuple[str, str]  # kind, value

@@ -4,7 +4,7 @@ Prints the detection rate (recall on attacks) and the false-positive rate (on be
 look-alikes), overall, per language, per category and per variant (`split`: words broken by
 hyphens, spaces or invisible characters), then the misses and false positives by case id,
 first for the corpus the rules are tuned on, then for the held-out set they were not
-(`tests/resolvers/injection_heldout.jsonl`: written before the rules it scores, never tuned
+(`tests/resolvers/guard/injection_heldout.jsonl`: written before the rules it scores, never tuned
 on). Then the time per check and per 1 KB input. Pure CPU: no services needed.
 """
 
@@ -22,8 +22,8 @@ from pathlib import Path
 from resolvers.guard.shield import RULES_FILE, Shield, Verdict, load_rules
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO / "tests" / "resolvers" / "injection_corpus.jsonl"
-HELD_OUT = REPO / "tests" / "resolvers" / "injection_heldout.jsonl"
+CORPUS = REPO / "tests" / "resolvers" / "guard" / "injection_corpus.jsonl"
+HELD_OUT = REPO / "tests" / "resolvers" / "guard" / "injection_heldout.jsonl"
 KB = 1024  # characters of one timed input
 LABELS = ("attack", "benign")
 

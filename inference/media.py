@@ -71,7 +71,7 @@ _MP3_SCAN_BYTES = 4_096  # how far past an ID3 tag to look for the first frame (
 
 
 class Offload(Protocol):
-    """Runs CPU-heavy work off the event loop: the caller's bounded pool (resolvers/cpu.py),
+    """Runs CPU-heavy work off the event loop: the caller's bounded pool (resolvers/core/cpu.py),
     or `asyncio.to_thread` where none is handed in."""
 
     def __call__(self, fn: Callable[[*_Ts], _T], /, *args: *_Ts) -> Awaitable[_T]: ...

@@ -1,5 +1,5 @@
 """Client spans for model calls, through opentelemetry-api (no-ops unless the service
-installs an SDK; see resolvers/tracing.py)."""
+installs an SDK; see resolvers/core/tracing.py)."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ from arq.worker import Worker
 from redis import exceptions as redis_errors
 from redis.asyncio import ConnectionPool, Redis
 
-from resolvers import keys
+from resolvers.core import keys
 
 log = logging.getLogger(__name__)
 

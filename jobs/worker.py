@@ -17,10 +17,10 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import start_http_server
 
 from jobs.supervisor import SteadyWorker
-from resolvers import keys, metrics, tracing
-from resolvers.queue import JOB_NAME, deserialize_job, serialize_job
+from resolvers.core import keys, metrics, tracing
+from resolvers.core.settings import Settings
 from resolvers.resources import open_core
-from resolvers.settings import Settings
+from resolvers.streaming.queue import JOB_NAME, deserialize_job, serialize_job
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
-from resolvers.models import CreationStatus
+from resolvers.core.models import CreationStatus
 from tortoise.fields.base import OnDelete
 from uuid import uuid4
 from tortoise import fields

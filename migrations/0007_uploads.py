@@ -1,6 +1,6 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
-from resolvers.models import UploadKind, UploadStatus
+from resolvers.core.models import UploadKind, UploadStatus
 from tortoise.fields.base import OnDelete
 from uuid import uuid4
 from tortoise import fields

@@ -16,10 +16,11 @@ from typing import Any
 from tortoise.expressions import Q
 
 from inference.base import Usage
-from resolvers import metrics, scopes
-from resolvers.auth import Principal, require_user
-from resolvers.cache import Cache, copy_of, reproducible
-from resolvers.errors import (
+from resolvers.access import scopes
+from resolvers.access.auth import Principal, require_user
+from resolvers.access.limits import reserve_tokens
+from resolvers.core import metrics
+from resolvers.core.errors import (
     AlreadyFinished,
     EventsLost,
     Forbidden,
@@ -27,17 +28,17 @@ from resolvers.errors import (
     NotFound,
     ServiceUnavailable,
 )
-from resolvers.events import Event, EventKind, is_queue_notice, queue_notice
-from resolvers.feed import Feed
+from resolvers.core.models import Creation, CreationStatus
 from resolvers.guard.inputs import mask, screen
 from resolvers.guard.shield import Shield
-from resolvers.history import LogLost, StaleProducer
-from resolvers.limits import reserve_tokens
-from resolvers.models import Creation, CreationStatus
-from resolvers.outputs import Outputs
-from resolvers.queue import JobQueue
-from resolvers.recovery import settle
-from resolvers.runner import Runner
+from resolvers.storage.outputs import Outputs
+from resolvers.streaming.cache import Cache, copy_of, reproducible
+from resolvers.streaming.events import Event, EventKind, is_queue_notice, queue_notice
+from resolvers.streaming.feed import Feed
+from resolvers.streaming.history import LogLost, StaleProducer
+from resolvers.streaming.queue import JobQueue
+from resolvers.streaming.recovery import settle
+from resolvers.streaming.runner import Runner
 from resolvers.tools import Mode, get_tool
 
 MAX_PAGE = 100

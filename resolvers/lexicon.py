@@ -9,10 +9,10 @@ from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
-from resolvers import scopes
-from resolvers.auth import Principal, require_account, require_user
-from resolvers.errors import InvalidInput, NotFound
-from resolvers.models import Lexicon
+from resolvers.access import scopes
+from resolvers.access.auth import Principal, require_account, require_user
+from resolvers.core.errors import InvalidInput, NotFound
+from resolvers.core.models import Lexicon
 from resolvers.tools.base import check_text
 
 MAX_NAME = 100

@@ -8,10 +8,10 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 
 from inference import tarot
-from resolvers import scopes
-from resolvers.auth import Principal, require_account, require_user
-from resolvers.errors import InvalidInput, NotFound
-from resolvers.models import Preset
+from resolvers.access import scopes
+from resolvers.access.auth import Principal, require_account, require_user
+from resolvers.core.errors import InvalidInput, NotFound
+from resolvers.core.models import Preset
 
 MAX_NAME = 100
 MAX_PRESETS = 100  # per user and tool

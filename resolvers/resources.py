@@ -22,27 +22,27 @@ from inference.base import Engine
 from inference.dev import DevEngine
 from inference.openai_compat import OpenAIConfig, OpenAIEngine
 from inference.triton import TritonConfig, TritonEngine
-from resolvers import db, tracing
-from resolvers.auth import Auth
-from resolvers.bus import Bus, ResilientRedisBackend
-from resolvers.cache import Cache
-from resolvers.feed import Feed
+from resolvers.access.auth import Auth
+from resolvers.access.identity import Identity
+from resolvers.access.limits import RateLimiter, SubscriptionSlots
+from resolvers.access.sessions import Sessions
+from resolvers.access.sockets import Sockets
+from resolvers.core import db, tracing
+from resolvers.core.bus import Bus, ResilientRedisBackend
+from resolvers.core.models import Creation, CreationStatus
+from resolvers.core.routing import Router, Variant
+from resolvers.core.settings import Settings
 from resolvers.guard.shield import Shield, load_rules
-from resolvers.history import History
-from resolvers.identity import Identity
-from resolvers.limits import RateLimiter, SubscriptionSlots
-from resolvers.models import Creation, CreationStatus
-from resolvers.outputs import Outputs
-from resolvers.routing import Router, Variant
-from resolvers.runner import Batching, Runner
-from resolvers.sessions import Sessions
-from resolvers.settings import Settings
-from resolvers.sockets import Sockets
-from resolvers.storage import make_store
+from resolvers.storage.objects import make_store
+from resolvers.storage.outputs import Outputs
+from resolvers.streaming.cache import Cache
+from resolvers.streaming.feed import Feed
+from resolvers.streaming.history import History
+from resolvers.streaming.runner import Batching, Runner
 from resolvers.tools import TOOLS
 
 if TYPE_CHECKING:
-    from resolvers.oidc import OIDCVerifier
+    from resolvers.access.oidc import OIDCVerifier
 
 
 @dataclass
@@ -156,7 +156,7 @@ def make_oidc(settings: Settings) -> OIDCVerifier | None:
     """The external issuer's token verifier, when one is configured."""
     if not settings.oidc_issuer:
         return None
-    from resolvers.oidc import OIDCConfig, OIDCVerifier
+    from resolvers.access.oidc import OIDCConfig, OIDCVerifier
 
     if not settings.oidc_audience:
         raise ValueError("CK_OIDC_ISSUER needs CK_OIDC_AUDIENCE")

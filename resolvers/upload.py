@@ -29,11 +29,12 @@ from tortoise.transactions import in_transaction
 
 from inference import media
 from inference.base import BadInput
-from resolvers import cpu, scopes
-from resolvers.auth import Principal, require_user
-from resolvers.errors import InvalidInput, NotFound, ServiceUnavailable
-from resolvers.models import Upload, UploadKind, UploadStatus, User
-from resolvers.storage import ObjectMissing, ObjectStore, UploadTarget
+from resolvers.access import scopes
+from resolvers.access.auth import Principal, require_user
+from resolvers.core import cpu
+from resolvers.core.errors import InvalidInput, NotFound, ServiceUnavailable
+from resolvers.core.models import Upload, UploadKind, UploadStatus, User
+from resolvers.storage.objects import ObjectMissing, ObjectStore, UploadTarget
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ async def create_upload(
     )
     live = now - timedelta(seconds=expires_in)  # pending uploads asked for since still count
     async with in_transaction():
-        # The user's row lock orders their uploads on every replica (as resolvers.limits
+        # The user's row lock orders their uploads on every replica (as resolvers.access.limits
         # does for tokens): the counts and the insert commit together.
         await User.filter(id=user.user_id).select_for_update(no_key=True).only("id")
         pending = Upload.filter(

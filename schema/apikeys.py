@@ -8,10 +8,10 @@ from typing import Annotated
 
 import strawberry
 
-from resolvers import apikeys as use_cases
-from resolvers import models
-from resolvers.errors import CreationKingError
-from resolvers.scopes import AREA_SCOPES, tool_scope
+from resolvers.access import apikeys as use_cases
+from resolvers.access.scopes import AREA_SCOPES, tool_scope
+from resolvers.core import models
+from resolvers.core.errors import CreationKingError
 from resolvers.tools import TOOLS
 from schema.context import Info
 from schema.types.errors import (

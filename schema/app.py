@@ -22,10 +22,16 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from tortoise import connections
 
 from jobs.worker import run_creation
-from resolvers import tracing
-from resolvers.queue import ArqQueue, InlineQueue, JobQueue, deserialize_job, serialize_job
+from resolvers.core import tracing
+from resolvers.core.settings import Settings
 from resolvers.resources import Core, open_core
-from resolvers.settings import Settings
+from resolvers.streaming.queue import (
+    ArqQueue,
+    InlineQueue,
+    JobQueue,
+    deserialize_job,
+    serialize_job,
+)
 from schema.build import build_schema
 from schema.documents import Documents, TrustedDocuments
 from schema.ide import ide_routes

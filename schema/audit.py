@@ -10,11 +10,11 @@ import strawberry
 from strawberry.extensions import FieldExtension
 from tortoise.exceptions import IntegrityError
 
-from resolvers import audit as use_cases
-from resolvers import models
-from resolvers.auth import require_account
-from resolvers.errors import CreationKingError
-from resolvers.throttle import Locked
+from resolvers.access import audit as use_cases
+from resolvers.access.auth import require_account
+from resolvers.access.throttle import Locked
+from resolvers.core import models
+from resolvers.core.errors import CreationKingError
 from resolvers.tools import TOOLS
 from schema.context import Info
 

@@ -9,12 +9,12 @@ import strawberry
 from starlette.requests import Request
 from starlette.websockets import WebSocket
 
-from resolvers.auth import require_user
-from resolvers.errors import CreationKingError, NotAuthenticated
-from resolvers.models import User as UserRow
+from resolvers.access.auth import require_user
+from resolvers.access.sessions import SignedIn
+from resolvers.access.throttle import Locked, Throttle
+from resolvers.core.errors import CreationKingError, NotAuthenticated
+from resolvers.core.models import User as UserRow
 from resolvers.resources import Core
-from resolvers.sessions import SignedIn
-from resolvers.throttle import Locked, Throttle
 from schema.context import Info
 from schema.types.auth import (
     AuthResult,

@@ -10,7 +10,7 @@ from graphql import ASTValidationRule, GraphQLError
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
-from resolvers import tracing
+from resolvers.core import tracing
 from schema.apikeys import ApiKeyMutation, ApiKeyQuery
 from schema.audit import Audited, AuditQuery
 from schema.auth import AuthMutation, AuthQuery
@@ -79,7 +79,7 @@ def build_schema(
     hide_suggestions: bool = False,
 ) -> strawberry.Schema:
     """The schema with its guards on; extensions are factories (one instance per operation).
-    Operations are traced when a tracer provider is installed (`resolvers.tracing`).
+    Operations are traced when a tracer provider is installed (`resolvers.core.tracing`).
     `introspection` says who may introspect; with `trusted`, only its documents run;
     `hide_suggestions` drops graphql-core's "Did you mean" hints from validation errors."""
     return _Schema(

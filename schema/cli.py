@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from schema import logs
 
 # Generation thresholds of `tune_gc` (CPython's defaults: 700, 10, 10).
@@ -118,7 +118,7 @@ def _worker(_args: argparse.Namespace) -> None:
 
 
 def _migrate(_args: argparse.Namespace) -> None:
-    from resolvers import db
+    from resolvers.core import db
 
     settings = _settings()
     if settings.database_url is None:
@@ -161,8 +161,8 @@ def _check_schema(args: argparse.Namespace) -> None:
 
 
 def _token(args: argparse.Namespace) -> None:
-    from resolvers import db
-    from resolvers.models import Role, User
+    from resolvers.core import db
+    from resolvers.core.models import Role, User
     from resolvers.resources import make_auth
 
     settings = _settings()

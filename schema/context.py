@@ -13,13 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from resolvers import metrics
-from resolvers.auth import Principal
-from resolvers.errors import NotAuthenticated, ServiceUnavailable
-from resolvers.loaders import Loaders
-from resolvers.queue import JobQueue
+from resolvers.access.auth import Principal
+from resolvers.access.sockets import OpenSocket
+from resolvers.core import metrics
+from resolvers.core.errors import NotAuthenticated, ServiceUnavailable
+from resolvers.core.loaders import Loaders
 from resolvers.resources import Core
-from resolvers.sockets import OpenSocket
+from resolvers.streaming.queue import JobQueue
 
 # Set by the OperationScope extension: a websocket's context lives as long as the socket,
 # so loaders must not hang off it.

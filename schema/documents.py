@@ -24,7 +24,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from resolvers import keys
+from resolvers.core import keys
 
 MAX_REGISTERED_BYTES = 64 * 1024  # a longer document is run but never registered
 LOCAL_ENTRIES = 2_000

@@ -16,11 +16,11 @@ from redis import exceptions as redis_errors
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.schema.exceptions import InvalidOperationTypeError
 
-from resolvers import metrics
-from resolvers.db import OUTAGES
-from resolvers.errors import CreationKingError, InvalidInput
-from resolvers.loaders import Loaders
-from resolvers.logcontext import OPERATION
+from resolvers.core import metrics
+from resolvers.core.db import OUTAGES
+from resolvers.core.errors import CreationKingError, InvalidInput
+from resolvers.core.loaders import Loaders
+from resolvers.core.logcontext import OPERATION
 from schema.context import current_loaders
 from schema.documents import TrustedDocuments
 from schema.observe import kind_and_root

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 from graphql import ExecutionResult, OperationType
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from resolvers.events import Event
+from resolvers.streaming.events import Event
 from schema.types.events import (
     CreationEvent,
     CreationStarted,

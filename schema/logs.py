@@ -1,5 +1,5 @@
 """Logging of every process: one line per record, JSON in production, with the request
-context (`resolvers/logcontext.py`) on each line. Upload URLs are capabilities (a signed
+context (`resolvers/core/logcontext.py`) on each line. Upload URLs are capabilities (a signed
 ticket in the path, good for the URL's lifetime): access log lines never show the ticket."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
-from resolvers.logcontext import ContextFilter
+from resolvers.core.logcontext import ContextFilter
 
 # What follows /uploads/ in a path, up to a query, a quote or a space: the ticket.
 _TICKET = re.compile(r"(/uploads/)[^/?\s\"']+")

@@ -23,14 +23,14 @@ from authlib.oauth2.rfc6749.util import scope_to_list
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from resolvers import audit
-from resolvers.apikeys import client_id_of, find_key
-from resolvers.auth import Auth, Principal
-from resolvers.errors import NotAuthenticated, RateLimited, ServiceUnavailable
-from resolvers.limits import RateLimiter
-from resolvers.models import ApiKey, Role
+from resolvers.access import audit
+from resolvers.access.apikeys import client_id_of, find_key
+from resolvers.access.auth import Auth, Principal
+from resolvers.access.limits import RateLimiter
+from resolvers.access.throttle import Locked, client_of
+from resolvers.core.errors import NotAuthenticated, RateLimited, ServiceUnavailable
+from resolvers.core.models import ApiKey, Role
 from resolvers.resources import Core
-from resolvers.throttle import Locked, client_of
 from schema.auth import client_address, signin_throttle
 from schema.strings import refusal
 
@@ -158,7 +158,7 @@ async def token_endpoint(request: Request) -> Response:
 
     Requests are limited per client address (`token_endpoint_per_minute`), and wrong client
     secrets lock the client id at that address as wrong passwords lock an account
-    (resolvers.throttle): both answer 429 with `Retry-After`, and neither writes to the
+    (resolvers.access.throttle): both answer 429 with `Retry-After`, and neither writes to the
     audit log except once when a lock begins."""
     core: Core = request.app.state.core
     address = client_address(request)

@@ -29,10 +29,10 @@ from strawberry.extensions import SchemaExtension
 from strawberry.extensions.tracing.utils import should_skip_tracing
 from strawberry.types import ExecutionContext
 
-from resolvers import keys, metrics, tracing
-from resolvers.logcontext import REQUEST_ID
+from resolvers.core import keys, metrics, tracing
+from resolvers.core.logcontext import REQUEST_ID
+from resolvers.core.settings import Settings
 from resolvers.resources import Core
-from resolvers.settings import Settings
 
 _MAX_REQUEST_ID = 64
 

@@ -11,9 +11,9 @@ import strawberry
 from pydantic import ValidationError
 from strawberry.scalars import JSON
 
-from resolvers import models
 from resolvers import preset as use_cases
-from resolvers.errors import CreationKingError
+from resolvers.core import models
+from resolvers.core.errors import CreationKingError
 from resolvers.tools.swot import SwotTemplateInput
 from schema.context import Info
 from schema.tool_fields import nested_input

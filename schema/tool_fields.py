@@ -18,10 +18,10 @@ from pydantic import BaseModel
 from strawberry.experimental.pydantic import input as pydantic_input
 from strawberry.tools import create_type
 
-from resolvers import audit
 from resolvers import creation as use_cases
-from resolvers.errors import CreationKingError
-from resolvers.events import EventKind
+from resolvers.access import audit
+from resolvers.core.errors import CreationKingError
+from resolvers.streaming.events import EventKind
 from resolvers.tools import TOOLS, Mode, Tool
 from schema.context import Info
 from schema.fanout import shared_event

@@ -10,12 +10,12 @@ import strawberry
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from resolvers import models
 from resolvers import upload as use_cases
-from resolvers.errors import CreationKingError, InvalidInput
+from resolvers.core import models
+from resolvers.core.errors import CreationKingError, InvalidInput
+from resolvers.core.settings import Settings
 from resolvers.resources import Core
-from resolvers.settings import Settings
-from resolvers.storage import LocalStore
+from resolvers.storage.objects import LocalStore
 from schema.context import Info
 from schema.types.errors import (
     AuthError,

@@ -18,10 +18,10 @@ from strawberry.http import GraphQLRequestData
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from resolvers.errors import NotAuthenticated, RateLimited, ServiceUnavailable
-from resolvers.logcontext import USER_ID
-from resolvers.queue import JobQueue
+from resolvers.core.errors import NotAuthenticated, RateLimited, ServiceUnavailable
+from resolvers.core.logcontext import USER_ID
 from resolvers.resources import Core
+from resolvers.streaming.queue import JobQueue
 from schema.context import Context, rate_subject
 from schema.documents import Document, DocumentRefused, Documents
 from schema.ide import ide_response

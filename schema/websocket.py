@@ -1,6 +1,6 @@
 """The websocket edge: both protocols' handlers with what an HTTP request gets.
 
-Every socket is registered (`resolvers.sockets`): capped per client address at accept and
+Every socket is registered (`resolvers.access.sockets`): capped per client address at accept and
 per user at `connection_init`, closed with 4429 and a reason when over. Every operation on
 it, query, mutation or subscription, first re-checks the caller's session or key and counts
 against the same request limiter as HTTP; a refusal is answered as a typed GraphQL error
@@ -33,8 +33,8 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 )
 from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage
 
-from resolvers.errors import CreationKingError, NotAuthenticated, RateLimited
-from resolvers.sockets import CLOSE_REVOKED, CLOSE_TOO_MANY
+from resolvers.access.sockets import CLOSE_REVOKED, CLOSE_TOO_MANY
+from resolvers.core.errors import CreationKingError, NotAuthenticated, RateLimited
 from schema.context import Context, rate_subject
 
 log = logging.getLogger("creation_king.graphql")

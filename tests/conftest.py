@@ -27,8 +27,8 @@ from redis.asyncio import Redis
 from tortoise import connections
 
 from jobs.worker import create_worker
-from resolvers import db
-from resolvers.settings import Settings
+from resolvers.core import db
+from resolvers.core.settings import Settings
 from schema.app import create_app
 
 pytest_plugins = ["tests.triton.plugin"]

@@ -26,7 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from jobs.worker import create_worker
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from schema import cli
 from schema.app import create_app
 

@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 from inference.base import Delta, Usage
 from inference.dev import DevEngine
 from inference.report import ReportSpec, report
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from schema.app import READY_TIMEOUT
 from schema.build import SDL_PATH
 from tests.conftest import TEST_SECRET, GraphQLClient, free_port, open_socket, serving

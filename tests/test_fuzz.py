@@ -30,8 +30,8 @@ import httpx
 import pytest
 import websockets
 
-from resolvers.errors import CreationKingError
-from resolvers.settings import Settings
+from resolvers.core.errors import CreationKingError
+from resolvers.core.settings import Settings
 from schema.build import build_schema
 from schema.types.errors import ErrorCode
 from tests import fuzz_support as fuzz

@@ -38,7 +38,7 @@ from tritonclient.grpc import model_config_pb2
 from inference import triton
 from inference.base import GenerationRequest
 from inference.triton import TritonConfig, TritonEngine
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from schema import app as app_module
 from schema.cli import UVICORN_OPTIONS
 from tests.test_deploy import (

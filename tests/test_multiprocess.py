@@ -26,8 +26,8 @@ from arq.connections import RedisSettings, create_pool
 from arq.jobs import Job
 from redis.asyncio import Redis
 
-from resolvers import keys
-from resolvers.queue import deserialize_job
+from resolvers.core import keys
+from resolvers.streaming.queue import deserialize_job
 from tests.conftest import TEST_SECRET, GraphQLClient, free_port, open_socket
 from tests.schema.test_subscriptions import (
     EVENTS,

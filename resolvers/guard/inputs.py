@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inference.base import Delta, Piece, Structured, close_stream
-from resolvers.errors import Blocked
+from resolvers.core.errors import Blocked
 from resolvers.guard.pii import Vault, anonymise_many
 from resolvers.guard.shield import Shield
 

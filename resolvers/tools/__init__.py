@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-from resolvers.errors import InvalidInput
+from resolvers.core.errors import InvalidInput
 from resolvers.tools.base import MAX_SEED, EnumDoc, Mode, Tool, ToolInput, check_text
 
 _MODULES = (

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from inference.base import Engine, Piece, close_stream
-from resolvers.errors import InvalidInput
+from resolvers.core.errors import InvalidInput
+from resolvers.core.settings import Settings
 from resolvers.guard.inputs import mask, restored
-from resolvers.settings import Settings
-from resolvers.storage import ObjectStore
+from resolvers.storage.objects import ObjectStore
 
 if TYPE_CHECKING:
-    from resolvers.auth import Principal
+    from resolvers.access.auth import Principal
 
 MAX_SEED = 2**31 - 1
 DEFAULT_BUDGET = 2_048  # tokens reserved for tools whose input sets no maximum

@@ -9,8 +9,8 @@ from pydantic import Field, field_validator, model_validator
 
 from inference import caption, media
 from inference.base import Engine, Piece
-from resolvers import cpu
-from resolvers.models import UploadKind
+from resolvers.core import cpu
+from resolvers.core.models import UploadKind
 from resolvers.tools.base import EnumDoc, Mode, Tool, ToolInput
 from resolvers.tools.media import (
     MAX_INLINE_BASE64,

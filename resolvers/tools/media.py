@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from inference.base import BadInput
-from resolvers import cpu
-from resolvers.auth import Principal
-from resolvers.errors import InvalidInput
-from resolvers.models import UploadKind
-from resolvers.storage import ObjectStore
+from resolvers.access.auth import Principal
+from resolvers.core import cpu
+from resolvers.core.errors import InvalidInput
+from resolvers.core.models import UploadKind
+from resolvers.storage.objects import ObjectStore
 from resolvers.tools.base import Prepare
 from resolvers.upload import fetch, receive
 

@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from inference import swot
 from inference.base import Engine, Piece
-from resolvers.auth import Principal
+from resolvers.access.auth import Principal
 from resolvers.preset import SWOT_TEMPLATE, get_preset
-from resolvers.storage import ObjectStore
+from resolvers.storage.objects import ObjectStore
 from resolvers.tools.base import MAX_SEED, Mode, Tool, ToolInput
 
 _PROMPT = Field(

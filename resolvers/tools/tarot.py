@@ -11,9 +11,9 @@ from pydantic import Field, field_validator
 
 from inference import tarot
 from inference.base import Engine, Piece
-from resolvers.auth import Principal
+from resolvers.access.auth import Principal
 from resolvers.preset import TAROT_SPREAD, get_preset
-from resolvers.storage import ObjectStore
+from resolvers.storage.objects import ObjectStore
 from resolvers.tools.base import MAX_SEED, EnumDoc, Mode, Tool, ToolInput
 
 

@@ -10,10 +10,10 @@ from pydantic import Field, field_validator
 
 from inference import translate
 from inference.base import Engine, Piece
-from resolvers.auth import Principal
-from resolvers.errors import InvalidInput
+from resolvers.access.auth import Principal
+from resolvers.core.errors import InvalidInput
 from resolvers.lexicon import get_lexicon
-from resolvers.storage import ObjectStore
+from resolvers.storage.objects import ObjectStore
 from resolvers.tools.base import MAX_SEED, Mode, Tool, ToolInput
 
 _LANGUAGES = ", ".join(f"{code} ({name})" for code, name in translate.LANGUAGES.items())

@@ -11,9 +11,9 @@ import strawberry
 from strawberry.scalars import JSON
 
 from resolvers import creation as use_cases
-from resolvers import models
+from resolvers.core import models
+from resolvers.core.errors import CreationKingError
 from resolvers.creation import Page
-from resolvers.errors import CreationKingError
 from schema.context import Info
 from schema.tool_inputs import api_path, sent_input
 from schema.tool_results import ToolDetails, details_of

@@ -7,7 +7,7 @@ from typing import TypeVar, overload
 
 import strawberry
 
-from resolvers import errors
+from resolvers.core import errors
 from schema.tool_inputs import api_path
 
 

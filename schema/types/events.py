@@ -6,7 +6,7 @@ from typing import Any
 
 import strawberry
 
-from resolvers.events import Event, EventKind
+from resolvers.streaming.events import Event, EventKind
 from schema.context import Info
 from schema.types.creation import Creation, Usage
 

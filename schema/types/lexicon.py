@@ -8,8 +8,8 @@ from typing import Annotated
 
 import strawberry
 
-from resolvers import models
-from resolvers.errors import CreationKingError
+from resolvers.core import models
+from resolvers.core.errors import CreationKingError
 from schema.types.errors import (
     AuthError,
     InvalidInputError,

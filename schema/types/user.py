@@ -7,7 +7,7 @@ from enum import Enum
 
 import strawberry
 
-from resolvers import models
+from resolvers.core import models
 
 
 @strawberry.enum(description="What an account may do.")

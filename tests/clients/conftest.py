@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from schema.app import create_app
 from tests.conftest import REQUIRED, Server, free_port
 

@@ -8,8 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from jobs.supervisor import announce_alive
-from resolvers import keys
-from resolvers.settings import Settings
+from resolvers.core import keys
+from resolvers.core.settings import Settings
 from schema.app import create_app
 from schema.observe import live_workers
 from tests.conftest import Server, running_worker

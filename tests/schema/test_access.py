@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from resolvers.models import Role, User
-from resolvers.settings import Settings
+from resolvers.core.models import Role, User
+from resolvers.core.settings import Settings
 from tests.conftest import GraphQLClient, Server, open_socket, serving
 from tests.schema.test_sessions import code_of, promote, refresh, sign_up
 from tests.schema.test_subscriptions import EVENTS, WRITE, events_of, first_text

@@ -15,7 +15,7 @@ import pytest
 import websockets
 from websockets.typing import Subprotocol
 
-from resolvers.models import ApiKey
+from resolvers.core.models import ApiKey
 from resolvers.tools import TOOLS
 from tests.conftest import GraphQLClient, Server, open_socket
 from tests.schema.test_sessions import LOGOUT, bearer, code_of, sign_up, socket_refused

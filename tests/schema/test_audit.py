@@ -9,7 +9,7 @@ import uuid
 import pytest
 from tortoise import connections
 
-from resolvers.models import AuditEntry, Role, User
+from resolvers.core.models import AuditEntry, Role, User
 from tests.conftest import GraphQLClient, Server, open_socket
 
 LOGIN = """

@@ -17,7 +17,7 @@ import asyncpg
 import httpx
 from redis.asyncio import Redis
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from schema.build import export_sdl
 from schema.cli import banner
 from tests.conftest import (

@@ -19,8 +19,8 @@ from graphql import (
     validate,
 )
 
-from resolvers.models import Creation, CreationStatus
-from resolvers.settings import Settings
+from resolvers.core.models import Creation, CreationStatus
+from resolvers.core.settings import Settings
 from schema.build import build_schema
 from tests.conftest import GraphQLClient, Server, open_socket, serving
 from tests.schema.test_subscriptions import EVENTS, WRITE, events_of, first_text

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from resolvers.models import Creation
+from resolvers.core.models import Creation
 from tests.conftest import GraphQLClient
 
 START = """

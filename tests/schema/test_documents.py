@@ -11,8 +11,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from resolvers import keys
-from resolvers.settings import Settings
+from resolvers.core import keys
+from resolvers.core.settings import Settings
 from schema.app import create_app
 from schema.documents import TrustedDocuments
 from tests.conftest import REGISTER, Server, open_socket, serving

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from resolvers.models import User
+from resolvers.core.models import User
+from resolvers.core.settings import Settings
 from resolvers.resources import open_core
-from resolvers.settings import Settings
 from schema.app import create_app
 from tests.conftest import GraphQLClient, Server, open_socket
 from tests.schema.test_subscriptions import (

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from resolvers.models import User
-from resolvers.settings import Settings
+from resolvers.core.models import User
+from resolvers.core.settings import Settings
 from tests.conftest import open_socket, serving
-from tests.resolvers.test_oidc import AUDIENCE, Issuer, issuer, rsa
+from tests.resolvers.access.test_oidc import AUDIENCE, Issuer, issuer, rsa
 from tests.schema.test_subscriptions import events_of
 
 __all__ = ["issuer"]  # the fixture, imported for these tests

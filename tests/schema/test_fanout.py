@@ -14,9 +14,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util._once import Once
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from resolvers import keys
-from resolvers.events import Event, EventKind
-from resolvers.settings import Settings
+from resolvers.core import keys
+from resolvers.core.settings import Settings
+from resolvers.streaming.events import Event, EventKind
 from schema.fanout import shared_event
 from tests.conftest import Socket, open_socket, serving
 

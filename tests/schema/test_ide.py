@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from schema.app import create_app, open_resources
 from schema.ide import STATIC_DIR, STATIC_PATH, ide_page
 from tests.conftest import TEST_SECRET, Server

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from graphql import build_client_schema, get_introspection_query
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from schema.build import build_schema
 from tests.conftest import open_socket, serving
 

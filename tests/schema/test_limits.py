@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from resolvers import keys
-from resolvers.errors import RateLimited
-from resolvers.limits import RateLimiter
-from resolvers.settings import Settings
+from resolvers.access.limits import RateLimiter
+from resolvers.core import keys
+from resolvers.core.errors import RateLimited
+from resolvers.core.settings import Settings
 from tests.conftest import open_socket, serving
 
 ME = "{ me { id } }"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from tests.conftest import open_socket, serving
 from tests.schema.test_subscriptions import WRITE, assert_well_formed, events_of, text_of
 

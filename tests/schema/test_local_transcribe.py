@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import re
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from tests.conftest import open_socket, serving
 from tests.inference.test_speech import SENTENCE, spoken, words
 from tests.schema.test_subscriptions import assert_well_formed, events_of, text_of

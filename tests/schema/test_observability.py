@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import REGISTRY
 
-from resolvers.logcontext import CREATION_ID, OPERATION, REQUEST_ID, USER_ID
-from resolvers.settings import Settings
+from resolvers.core.logcontext import CREATION_ID, OPERATION, REQUEST_ID, USER_ID
+from resolvers.core.settings import Settings
 from schema import logs
 from tests.conftest import GraphQLClient, Server, open_socket, serving
 from tests.schema.test_subscriptions import events_of
@@ -132,7 +132,9 @@ def test_json_log_lines_carry_the_request_context() -> None:
         CREATION_ID.set("c-9"),
     ]
     try:
-        logging.getLogger("resolvers.runner").warning("model failed (%s)", "MODEL_UNAVAILABLE")
+        logging.getLogger("resolvers.streaming.runner").warning(
+            "model failed (%s)", "MODEL_UNAVAILABLE"
+        )
     finally:
         for variable, token in zip(
             (REQUEST_ID, USER_ID, OPERATION, CREATION_ID), tokens, strict=True
@@ -140,7 +142,7 @@ def test_json_log_lines_carry_the_request_context() -> None:
             variable.reset(token)
     line = json.loads(stream.getvalue().splitlines()[-1])
     assert line["message"] == "model failed (MODEL_UNAVAILABLE)"
-    assert (line["level"], line["logger"]) == ("WARNING", "resolvers.runner")
+    assert (line["level"], line["logger"]) == ("WARNING", "resolvers.streaming.runner")
     assert (line["request_id"], line["user_id"], line["operation"], line["creation_id"]) == (
         "req-1",
         "7b0c1d2e",

@@ -21,9 +21,9 @@ from starlette.types import Message
 from inference.base import GenerationRequest
 from inference.dev import DevEngine
 from inference.write import Genre, WriteSpec, build_prompt
-from resolvers.models import Creation
-from resolvers.routing import Variant
-from resolvers.settings import Settings
+from resolvers.core.models import Creation
+from resolvers.core.routing import Variant
+from resolvers.core.settings import Settings
 from tests.conftest import Server, open_socket, serving
 from tests.inference.test_openai_compat import (
     API_KEY,

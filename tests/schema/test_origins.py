@@ -6,7 +6,7 @@ import httpx
 import pytest
 import websockets
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from schema.origins import OriginPolicy
 from tests.conftest import serving
 

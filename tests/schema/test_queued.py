@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from tests.conftest import Socket, open_socket, running_worker, serving
 from tests.schema.test_subscriptions import REPORT, assert_well_formed, events_of, text_of
 

@@ -15,9 +15,9 @@ from unittest.mock import ANY
 import pytest
 import websockets
 
-from resolvers.auth import Auth
-from resolvers.models import Role, User
-from resolvers.settings import Settings
+from resolvers.access.auth import Auth
+from resolvers.core.models import Role, User
+from resolvers.core.settings import Settings
 from tests.conftest import TEST_SECRET, GraphQLClient, Server, open_socket, serving
 from tests.schema.test_subscriptions import (
     EVENTS,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import websockets
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from tests.conftest import GraphQLClient, Server, Socket, open_socket, serving
 
 EVENT_FIELDS = """

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from resolvers.tools import TOOLS
 from schema.app import create_app
 from tests.conftest import GraphQLClient, Server, open_socket, running_worker, serving

@@ -17,9 +17,9 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind
 from opentelemetry.util._once import Once
 
-from resolvers import tracing
-from resolvers.logcontext import ContextFilter
-from resolvers.settings import Settings
+from resolvers.core import tracing
+from resolvers.core.logcontext import ContextFilter
+from resolvers.core.settings import Settings
 from tests.conftest import GraphQLClient, running_worker, serving
 from tests.schema.test_subscriptions import START_WRITE
 

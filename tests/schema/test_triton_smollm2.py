@@ -11,7 +11,7 @@ from inference import local
 from inference.base import GenerationRequest
 from inference.triton import TritonConfig, TritonEngine
 from inference.write import WriteSpec, build_prompt
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from tests.conftest import Socket, open_socket, serving
 from tests.schema.test_http import CREATION
 from tests.schema.test_subscriptions import WRITE, assert_well_formed, events_of, text_of

@@ -7,7 +7,7 @@ import httpx
 from inference.base import GenerationRequest
 from inference.triton import TritonConfig, TritonEngine
 from inference.write import Genre, WriteSpec, build_prompt
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from tests.conftest import free_port, open_socket, serving
 from tests.schema.test_http import WRITE
 from tests.schema.test_subscriptions import (

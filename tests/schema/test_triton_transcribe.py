@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from tests.conftest import Server, open_socket, serving
 from tests.schema.test_http import CREATIONS
 from tests.schema.test_subscriptions import assert_well_formed, events_of, text_of

@@ -12,11 +12,11 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from resolvers import keys
-from resolvers.models import Creation, Upload, UploadStatus
-from resolvers.settings import Settings
+from resolvers.core import keys
+from resolvers.core.models import Creation, Upload, UploadStatus
+from resolvers.core.settings import Settings
 from tests.conftest import GraphQLClient, Server, open_socket, serving
-from tests.resolvers.test_storage import s3_settings
+from tests.resolvers.storage.test_storage import s3_settings
 from tests.schema.test_subscriptions import events_of, text_of
 
 CREATE_UPLOAD = """

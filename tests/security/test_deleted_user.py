@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from resolvers.models import User
-from resolvers.settings import Settings
+from resolvers.core.models import User
+from resolvers.core.settings import Settings
 from tests.conftest import open_socket, serving
 from tests.schema.test_lexicons import CREATE as CREATE_LEXICON
 from tests.schema.test_oauth import new_key, request_token

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from schema.app import create_app
 from schema.build import build_schema
 from schema.cli import UVICORN_OPTIONS

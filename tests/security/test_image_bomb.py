@@ -19,8 +19,8 @@ import httpx
 import pytest
 from PIL import Image, ImageFile
 
-from resolvers.models import Creation, Upload, UploadStatus
-from resolvers.settings import Settings
+from resolvers.core.models import Creation, Upload, UploadStatus
+from resolvers.core.settings import Settings
 from tests.conftest import GraphQLClient, serving
 from tests.schema.test_uploads import upload
 
@@ -44,7 +44,7 @@ mutation L($email: String!, $password: String!) {
 }
 """
 PASSWORD = "correct horse battery"
-POOL_THREAD = "ck-cpu"  # resolvers/cpu.py names its threads so
+POOL_THREAD = "ck-cpu"  # resolvers/core/cpu.py names its threads so
 
 
 def lossless(side: int, fmt: str = "WEBP") -> bytes:

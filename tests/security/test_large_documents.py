@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from schema.parsing import CACHE_CHARS, cache_stats
 from tests.conftest import open_socket, serving
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from tests.conftest import open_socket, serving
 
 

@@ -15,10 +15,10 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from resolvers.errors import InvalidCredentials
-from resolvers.models import AuditEntry
-from resolvers.settings import Settings
-from resolvers.throttle import Throttle, account_of
+from resolvers.access.throttle import Throttle, account_of
+from resolvers.core.errors import InvalidCredentials
+from resolvers.core.models import AuditEntry
+from resolvers.core.settings import Settings
 from tests.conftest import GraphQLClient, Server, Socket, free_port, open_socket, serving
 from tests.schema.test_sessions import PASSWORD, sign_up
 

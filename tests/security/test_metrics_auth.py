@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from tests.conftest import serving
 
 METRICS_TOKEN = "scrape-me-" + "x" * 30

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from resolvers.scopes import external_scopes
-from resolvers.settings import Settings
+from resolvers.access.scopes import external_scopes
+from resolvers.core.settings import Settings
 from tests.conftest import open_socket, serving
-from tests.resolvers.test_oidc import AUDIENCE, Issuer, issuer
+from tests.resolvers.access.test_oidc import AUDIENCE, Issuer, issuer
 from tests.schema.test_sessions import LOGOUT, REGISTER
 from tests.security.test_revocation import close_code
 

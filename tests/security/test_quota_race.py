@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from tests.conftest import GraphQLClient, Server, Socket, open_socket, serving
 
 QUOTA = 3_000

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from tests.conftest import GraphQLClient, Server, free_port, open_socket, serving
 from tests.fault_support import eventually
 from tests.schema.test_subscriptions import EVENTS, TERMINAL, assert_well_formed, text_of

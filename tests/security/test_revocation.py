@@ -14,10 +14,10 @@ from typing import Any
 import websockets
 from redis.asyncio import Redis
 
-from resolvers.bus import Bus, ResilientRedisBackend
-from resolvers.models import ApiKey
-from resolvers.settings import Settings
-from resolvers.sockets import Sockets
+from resolvers.access.sockets import Sockets
+from resolvers.core.bus import Bus, ResilientRedisBackend
+from resolvers.core.models import ApiKey
+from resolvers.core.settings import Settings
 from schema.app import Resources, create_app
 from tests.conftest import Server, Socket, open_socket, serving
 from tests.schema.test_apikeys import REVOKE, make_key

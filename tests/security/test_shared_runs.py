@@ -15,9 +15,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from resolvers import keys
-from resolvers.events import Event, EventKind
-from resolvers.settings import Settings
+from resolvers.core import keys
+from resolvers.core.settings import Settings
+from resolvers.streaming.events import Event, EventKind
 from tests.conftest import GraphQLClient, Server, open_socket, serving
 from tests.fault_support import eventually
 from tests.schema.test_subscriptions import EVENTS, assert_well_formed, text_of

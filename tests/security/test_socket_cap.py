@@ -9,7 +9,7 @@ import json
 import pytest
 import websockets
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from tests.conftest import open_socket, serving
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from resolvers.models import Creation, Preset
-from resolvers.settings import Settings
+from resolvers.core.models import Creation, Preset
+from resolvers.core.settings import Settings
 from schema.strings import refusal, variable_errors
 from tests.conftest import GraphQLClient, open_socket, serving
 from tests.schema.test_apikeys import CREATE_KEY

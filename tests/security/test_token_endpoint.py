@@ -9,8 +9,8 @@ import asyncio
 
 import httpx
 
-from resolvers.models import AuditEntry
-from resolvers.settings import Settings
+from resolvers.core.models import AuditEntry
+from resolvers.core.settings import Settings
 from tests.conftest import Server, serving
 from tests.schema.test_oauth import new_key
 

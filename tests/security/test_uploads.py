@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from resolvers.models import Upload, UploadStatus
-from resolvers.settings import Settings
+from resolvers.core.models import Upload, UploadStatus
+from resolvers.core.settings import Settings
 from resolvers.upload import MAX_PENDING, USE_GRACE_SECONDS
 from schema.app import create_app
 from tests.conftest import GraphQLClient, Server, serving

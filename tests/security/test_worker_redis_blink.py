@@ -26,8 +26,8 @@ from redis.asyncio import Redis
 from inference.base import Delta
 from inference.dev import DevEngine
 from inference.report import ReportSpec, report
-from resolvers import keys
-from resolvers.settings import Settings
+from resolvers.core import keys
+from resolvers.core.settings import Settings
 from tests.conftest import TEST_SECRET, open_socket, serving
 from tests.fault_support import TcpProxy, eventually, spawned, stop
 from tests.schema.test_subscriptions import (
@@ -135,7 +135,7 @@ async def test_the_worker_rides_out_a_redis_blink_and_keeps_taking_jobs(
                     blink["cut"] = time.monotonic()
                     await proxy.cut()
                     # The API, seeing the producer lease lapse, lets arq retry the job now
-                    # (resolvers/recovery.py): the worker must not start it a second time.
+                    # (resolvers/streaming/recovery.py): the worker must not start it a second time.
                     marker = in_progress_key_prefix + keys.job_id(events[0]["creationId"])
                     assert await redis.delete(marker) == 1
                     await asyncio.sleep(BLINK_SECONDS)  # the outage itself, not a wait

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from resolvers.settings import Settings
+from resolvers.core.settings import Settings
 from tests.conftest import Socket, open_socket, serving
 
 ME = "{ me { id } }"

@@ -1,0 +1,154 @@
+"""The embedded (fakeredis) twins of the Redis scripts on the way to the first token: each
+gives the answers its Lua script gives on the real Redis, step for step."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import fakeredis
+import pytest
+from redis.asyncio import Redis
+
+from resolvers.access.limits import RateLimiter
+from resolvers.core import keys
+from resolvers.core.bus import Bus, ResilientRedisBackend
+from resolvers.core.embedded_redis import inline_twin
+from resolvers.core.errors import RateLimited
+from resolvers.streaming.cache import Cache
+from resolvers.streaming.events import Event, EventKind
+from resolvers.streaming.history import History, LogLost, StaleProducer
+
+Scenario = Callable[[Redis], Awaitable[list[Any]]]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[Redis]:
+    client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    yield client
+    await client.aclose()
+
+
+async def _both(redis: Redis, fake: Redis, scenario: Scenario) -> list[Any]:
+    """What `scenario` sees on the real Redis (Lua) and on fakeredis (the inline twin)."""
+    assert inline_twin(redis) is None and inline_twin(fake) is not None
+    real = await scenario(redis)
+    assert await scenario(fake) == real
+    return real
+
+
+async def _outcome(append: Awaitable[None]) -> str:
+    try:
+        await append
+    except StaleProducer:
+        return "stale"
+    except LogLost as lost:
+        return f"lost at {lost.top}"
+    return "ok"
+
+
+async def test_appends_store_publish_count_and_refuse_alike(redis: Redis, fake: Redis) -> None:
+    async def scenario(client: Redis) -> list[Any]:
+        history = History(client, maxlen=100, ttl_seconds=60)
+        bus = Bus(ResilientRedisBackend(client))
+        await bus.start()
+        try:
+            async with bus.listen(keys.event_channel("c")) as listener:
+                outcomes = [
+                    await _outcome(history.append(Event("c", 1, EventKind.STARTED, model="m"))),
+                    await _outcome(
+                        history.append(
+                            Event(
+                                "c",
+                                2,
+                                EventKind.DELTA,
+                                text="a",
+                                prompt_tokens=5,
+                                completion_tokens=1,
+                            )
+                        )
+                    ),
+                    await _outcome(history.append(Event("c", 2, EventKind.DELTA, text="x"))),
+                    await _outcome(history.append(Event("c", 5, EventKind.DELTA, text="y"))),
+                    await _outcome(
+                        history.append(Event("d", 1, EventKind.STARTED), unclaimed=True)
+                    ),
+                ]
+                await history.claim("d")
+                outcomes.append(
+                    await _outcome(
+                        history.append(Event("d", 2, EventKind.PROGRESS), unclaimed=True)
+                    )
+                )
+                heard = [await listener.get(timeout=2) for _ in range(2)]
+                assert await listener.get(timeout=0.05) is None  # refused events are not sent
+        finally:
+            await bus.stop()
+        ttl = await client.ttl(keys.event_log("c"))
+        return [
+            outcomes,
+            [Event.decode(m) for m in heard if m is not None],
+            await history.read("c", after=0),
+            await history.usage("c"),
+            await history.read("d", after=0),
+            0 < ttl <= 60,
+        ]
+
+    outcomes, heard, logged, usage, other, expiring = await _both(redis, fake, scenario)
+    assert outcomes == ["ok", "ok", "stale", "lost at 2", "ok", "stale"]
+    assert heard == logged and [e.seq for e in logged] == [1, 2]
+    assert usage == (5, 1) and [e.seq for e in other] == [1] and expiring
+
+
+async def test_the_rate_limit_counts_alike(redis: Redis, fake: Redis) -> None:
+    async def scenario(client: Redis) -> list[Any]:
+        limiter = RateLimiter(client, per_minute=60, burst=3)
+        answers = []
+        for _ in range(4):
+            try:
+                await limiter.hit("someone")
+                answers.append("allowed")
+            except RateLimited as exc:
+                answers.append(f"limited {0 < exc.retry_after <= 1}")
+        await limiter.hit("someone else")  # a bucket per subject
+        return [answers, 0 < await client.pttl(keys.rate_bucket("someone")) <= 4_000]
+
+    assert await _both(redis, fake, scenario) == [["allowed"] * 3 + ["limited True"], True]
+
+
+async def test_the_cache_lookup_answers_alike(redis: Redis, fake: Redis) -> None:
+    async def scenario(client: Redis) -> list[Any]:
+        cache = Cache(client, ttl_seconds={}, default_ttl=60)
+        seeded, unseeded = {"seed": 1}, {"seed": None}
+        answers = [
+            await cache.source_for("k", seeded, "first"),  # runs it
+            await cache.source_for("k", seeded, "second"),  # shares the run in flight
+            await cache.source_for("u", unseeded, "third"),
+        ]
+        await client.set(keys.cache_entry("k"), "done")
+        answers.append(await cache.source_for("k", seeded, "fourth"))  # a cached answer
+        answers.append(await cache.source_for("k", unseeded, "fifth"))  # not for unseeded
+        return answers
+
+    assert await _both(redis, fake, scenario) == [None, "first", None, "done", "first"]
+
+
+async def test_an_inline_append_does_not_wait_for_the_loop(fake: Redis) -> None:
+    # Nothing else runs between its steps: it is as atomic as the script it replaces.
+    history = History(fake, maxlen=100, ttl_seconds=60)
+    ticks = 0
+
+    async def ticking() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(ticking())
+    await asyncio.sleep(0)
+    before = ticks
+    await history.append(Event("c", 1, EventKind.STARTED))
+    await history.append(Event("c", 2, EventKind.DELTA, text="a", completion_tokens=1))
+    assert ticks == before
+    ticker.cancel()
