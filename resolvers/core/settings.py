@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from resolvers.core.routing import Variant
@@ -20,10 +20,9 @@ from resolvers.core.routing import Variant
 _UNSAFE_SECRETS = {"changethis", "secret", "changeme", "dev"}
 
 
-class Settings(BaseSettings):
-    """Every knob of the service; documented here because operators read this file."""
-
-    model_config = SettingsConfigDict(env_prefix="CK_", frozen=True, extra="ignore")
+class DeploymentSettings(BaseModel):
+    """Where this process keeps its state and how it reports: embedded or production services,
+    logs, traces, metrics."""
 
     env: Literal["dev", "test", "production"] = Field(
         "dev", description="production refuses unsafe defaults such as a missing JWT secret"
@@ -38,19 +37,44 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="redis://host:6379/0; unset = in-process Redis and job runner"
     )
-    triton_url: str | None = Field(None, description="host:port of Triton's gRPC endpoint")
-    openai_base_url: str | None = Field(
-        None, description="an OpenAI-compatible API (DeepSeek, OpenAI...): the 'openai' backend"
+    log_format: Literal["auto", "text", "json"] = Field(
+        "auto", description="auto = json lines in production, text otherwise"
     )
-    openai_api_key: SecretStr | None = Field(None, description="its API key")
-    openai_timeout: float = Field(60, gt=0, description="seconds to headers and between chunks")
-    openai_max_retries: int = Field(3, ge=0, le=10, description="on 429/5xx, before any text")
+    tracing: bool = Field(
+        False,
+        description="export OpenTelemetry traces over OTLP (the `otel` extra; endpoint from "
+        "OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
+    worker_metrics_port: int | None = Field(
+        None, ge=1, le=65_535, description="a worker serves Prometheus metrics on this port"
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="when set, GET /metrics and the details of /readyz need "
+        "`Authorization: Bearer <token>`; production without it serves neither publicly",
+    )
+
+
+class EngineSettings(BaseModel):
+    """Which models make the text: the engine, its backends (Triton, an OpenAI-compatible API, the
+    local models), each tool's model and the routes."""
+
     engine: Literal["auto", "dev", "triton", "local"] = Field(
         "auto",
         description="auto = triton when CK_TRITON_URL is set; else, embedded outside "
         "production and tests, the local engine (small real models on the CPU); else the dev "
         "engine (deterministic stand-in text)",
     )
+    triton_url: str | None = Field(None, description="host:port of Triton's gRPC endpoint")
+    triton_stream_timeout: float = Field(600, gt=0, description="deadline of one Triton stream")
+    triton_idle_timeout: float = Field(30, gt=0, description="max seconds between two tokens")
+    triton_connect_timeout: float = Field(5, gt=0)
+    openai_base_url: str | None = Field(
+        None, description="an OpenAI-compatible API (DeepSeek, OpenAI...): the 'openai' backend"
+    )
+    openai_api_key: SecretStr | None = Field(None, description="its API key")
+    openai_timeout: float = Field(60, gt=0, description="seconds to headers and between chunks")
+    openai_max_retries: int = Field(3, ge=0, le=10, description="on 429/5xx, before any text")
     local_threads: int = Field(
         1,
         ge=1,
@@ -64,34 +88,7 @@ class Settings(BaseSettings):
     local_context_tokens: int = Field(
         2048, ge=256, le=8192, description="local engine: prompt plus answer, in tokens"
     )
-    jwt_secret: SecretStr | None = Field(
-        None, description="HS256 key, at least 32 characters; embedded mode generates one"
-    )
-    jwt_issuer: str = "creation-king"
-    access_token_ttl_seconds: int = Field(
-        900, ge=60, le=86_400, description="access tokens are short-lived; refresh them"
-    )
-    refresh_token_ttl_days: int = Field(30, ge=1, le=365, description="sign-in session length")
-    oidc_issuer: str | None = Field(
-        None, description="accept RS256 access tokens of this OIDC issuer (e.g. Auth0)"
-    )
-    oidc_audience: str | None = Field(None, description="the audience those tokens must name")
-    oidc_jwks_url: str | None = Field(None, description="unset = <issuer>.well-known/jwks.json")
-    rate_limit_per_minute: int = Field(
-        10_000, ge=1, description="requests per caller (user or key), token bucket"
-    )
-    rate_limit_burst: int | None = Field(
-        None, ge=1, description="bucket size; unset = a sixth of the per-minute rate"
-    )
-    token_quota_per_day: int = Field(
-        2_000_000, ge=0, description="model tokens per user per UTC day; 0 = unlimited"
-    )
-    max_subscriptions_per_user: int = Field(
-        50, ge=1, le=10_000, description="open subscriptions per user on one API process"
-    )
-    argon2_time_cost: int = Field(3, ge=1, le=10)
-    argon2_memory_kib: int = Field(65_536, ge=8, le=1_048_576)
-
+    dev_token_delay: float = Field(0.02, ge=0, le=1, description="dev engine seconds per token")
     write_model: str = Field("writer", description="Triton model name of the write tool")
     report_model: str = Field("writer", description="Triton model name of the report tool")
     translate_model: str = Field(
@@ -111,15 +108,76 @@ class Settings(BaseSettings):
         description="per tool: backend/model variants with weights and a fallback (JSON); "
         "see resolvers/core/routing.py",
     )
-    dev_token_delay: float = Field(0.02, ge=0, le=1, description="dev engine seconds per token")
-    triton_stream_timeout: float = Field(600, gt=0, description="deadline of one Triton stream")
-    triton_idle_timeout: float = Field(30, gt=0, description="max seconds between two tokens")
-    triton_connect_timeout: float = Field(5, gt=0)
 
-    cache_ttl_seconds: int = Field(3600, ge=0, description="how long answers are reused")
-    cache_ttl_overrides: dict[str, int] = Field(
-        default_factory=dict, description='per tool, e.g. {"tarot": 0}; 0 = never reused'
+
+class AccessSettings(BaseModel):
+    """Who may call: tokens, sessions, OIDC, password hashing and the sign-in throttle."""
+
+    jwt_secret: SecretStr | None = Field(
+        None, description="HS256 key, at least 32 characters; embedded mode generates one"
     )
+    jwt_issuer: str = "creation-king"
+    access_token_ttl_seconds: int = Field(
+        900, ge=60, le=86_400, description="access tokens are short-lived; refresh them"
+    )
+    refresh_token_ttl_days: int = Field(30, ge=1, le=365, description="sign-in session length")
+    oidc_issuer: str | None = Field(
+        None, description="accept RS256 access tokens of this OIDC issuer (e.g. Auth0)"
+    )
+    oidc_audience: str | None = Field(None, description="the audience those tokens must name")
+    oidc_jwks_url: str | None = Field(None, description="unset = <issuer>.well-known/jwks.json")
+    argon2_time_cost: int = Field(3, ge=1, le=10)
+    argon2_memory_kib: int = Field(65_536, ge=8, le=1_048_576)
+    login_failures_allowed: int = Field(
+        5,
+        ge=1,
+        le=1_000,
+        description="wrong passwords for one account from one client address before sign-in "
+        "there is locked for a while (HTTP, websocket and /oauth/token alike)",
+    )
+    login_lock_seconds: int = Field(
+        30,
+        ge=1,
+        le=3_600,
+        description="the first lock after too many wrong passwords; each further one doubles, "
+        "up to 15 minutes",
+    )
+    token_endpoint_per_minute: int = Field(
+        30, ge=1, le=100_000, description="POST /oauth/token requests per client address"
+    )
+
+
+class LimitSettings(BaseModel):
+    """How much one caller may use: requests, tokens, sockets, subscriptions, upload bytes."""
+
+    rate_limit_per_minute: int = Field(
+        10_000, ge=1, description="requests per caller (user or key), token bucket"
+    )
+    rate_limit_burst: int | None = Field(
+        None, ge=1, description="bucket size; unset = a sixth of the per-minute rate"
+    )
+    token_quota_per_day: int = Field(
+        2_000_000, ge=0, description="model tokens per user per UTC day; 0 = unlimited"
+    )
+    max_subscriptions_per_user: int = Field(
+        50, ge=1, le=10_000, description="open subscriptions per user on one API process"
+    )
+    max_subscriptions_per_connection: int = Field(20, ge=1, le=100)
+    max_sockets_per_user: int = Field(
+        20, ge=1, le=10_000, description="open websockets per user on one API process"
+    )
+    max_sockets_per_address: int = Field(
+        100, ge=1, le=100_000, description="open websockets per client address on one API process"
+    )
+    upload_quota_bytes: int = Field(
+        1_073_741_824, ge=0, description="bytes of stored uploads per user; 0 = unlimited"
+    )
+
+
+class StreamingSettings(BaseModel):
+    """How creations are produced and followed: batching, the event log, leases, the answer cache,
+    the job queue."""
+
     batch_interval_ms: int = Field(40, ge=0, le=1000, description="token batching window")
     batch_max_tokens: int = Field(32, ge=1, le=1024, description="flush a batch at this size")
     event_log_maxlen: int = Field(50_000, ge=100, description="events kept per creation")
@@ -133,20 +191,22 @@ class Settings(BaseSettings):
     subscriber_buffer: int = Field(
         256, ge=8, description="events held per slow subscriber before it re-reads the log"
     )
-    worker_metrics_port: int | None = Field(
-        None, ge=1, le=65_535, description="a worker serves Prometheus metrics on this port"
+    cache_ttl_seconds: int = Field(3600, ge=0, description="how long answers are reused")
+    cache_ttl_overrides: dict[str, int] = Field(
+        default_factory=dict, description='per tool, e.g. {"tarot": 0}; 0 = never reused'
     )
-    tracing: bool = Field(
-        False,
-        description="export OpenTelemetry traces over OTLP (the `otel` extra; endpoint from "
-        "OTEL_EXPORTER_OTLP_ENDPOINT)",
-    )
-    log_format: Literal["auto", "text", "json"] = Field(
-        "auto", description="auto = json lines in production, text otherwise"
+    cache_scope: Literal["user", "global"] = Field(
+        "user",
+        description="who shares answers and runs in flight: one user's identical requests "
+        "only, or everyone's (answers to requests that carry no uploaded content)",
     )
     max_concurrent_jobs: int = Field(8, ge=1, le=256, description="per worker process")
     job_timeout_seconds: int = Field(1800, ge=10)
     job_max_tries: int = Field(3, ge=1, le=10)
+
+
+class StorageSettings(BaseModel):
+    """Where uploads and large outputs are kept: S3 or the data folder."""
 
     s3_bucket: str | None = Field(
         None, description="bucket for uploads and large outputs; unset = files in data_dir"
@@ -176,12 +236,21 @@ class Settings(BaseSettings):
         262_144, ge=1_024, description="longer outputs are kept in object storage"
     )
 
+
+class GuardSettings(BaseModel):
+    """What screens user text before a model sees it."""
+
     shield: bool = Field(True, description="screen tool inputs for prompt injection")
     shield_classifier: str | None = Field(
         None,
         description="`module:factory` returning a classifier (async score(text) -> 0..1) "
         "consulted after the rules; it fails open",
     )
+
+
+class EdgeSettings(BaseModel):
+    """What browsers and GraphQL clients meet at the edge: origins, caching, introspection, trusted
+    documents, GraphiQL."""
 
     allowed_origins: list[str] = Field(
         default_factory=list,
@@ -216,46 +285,8 @@ class Settings(BaseSettings):
     apq_ttl_seconds: int = Field(
         86_400, ge=60, le=30 * 86_400, description="how long a registered APQ hash is kept"
     )
-    max_subscriptions_per_connection: int = Field(20, ge=1, le=100)
     graphiql: bool | None = Field(
         None, description="serve GraphiQL on GET /graphql; unset = on except in production"
-    )
-    max_sockets_per_user: int = Field(
-        20, ge=1, le=10_000, description="open websockets per user on one API process"
-    )
-    max_sockets_per_address: int = Field(
-        100, ge=1, le=100_000, description="open websockets per client address on one API process"
-    )
-
-    login_failures_allowed: int = Field(
-        5,
-        ge=1,
-        le=1_000,
-        description="wrong passwords for one account from one client address before sign-in "
-        "there is locked for a while (HTTP, websocket and /oauth/token alike)",
-    )
-    login_lock_seconds: int = Field(
-        30,
-        ge=1,
-        le=3_600,
-        description="the first lock after too many wrong passwords; each further one doubles, "
-        "up to 15 minutes",
-    )
-    token_endpoint_per_minute: int = Field(
-        30, ge=1, le=100_000, description="POST /oauth/token requests per client address"
-    )
-    upload_quota_bytes: int = Field(
-        1_073_741_824, ge=0, description="bytes of stored uploads per user; 0 = unlimited"
-    )
-    metrics_token: SecretStr | None = Field(
-        None,
-        description="when set, GET /metrics and the details of /readyz need "
-        "`Authorization: Bearer <token>`; production without it serves neither publicly",
-    )
-    cache_scope: Literal["user", "global"] = Field(
-        "user",
-        description="who shares answers and runs in flight: one user's identical requests "
-        "only, or everyone's (answers to requests that carry no uploaded content)",
     )
 
     @field_validator("allowed_origins")
@@ -268,6 +299,23 @@ class Settings(BaseSettings):
             if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
                 raise ValueError(f"{origin!r}: an origin has no path, query or user")
         return [origin.rstrip("/").lower() for origin in origins]
+
+
+class Settings(
+    DeploymentSettings,
+    EngineSettings,
+    AccessSettings,
+    LimitSettings,
+    StreamingSettings,
+    StorageSettings,
+    GuardSettings,
+    EdgeSettings,
+    BaseSettings,
+):
+    """Every knob of the service, composed of the groups above (one per concern). Each field
+    is read from `CK_<FIELD NAME>`: grouping changes no variable's name."""
+
+    model_config = SettingsConfigDict(env_prefix="CK_", frozen=True, extra="ignore")
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -11,6 +11,9 @@ every `CHECKPOINT_SECONDS`, saves the text and seq streamed so far into the row.
 loses the event log meanwhile, the next append finds it lost and the log is rebuilt from the
 text this run holds (`History.rebuild`); a retried job resumes from the row when the log
 lacks its beginning.
+
+What a run holds is in `run.py`: what the run is (`Run`: its creation, seq, text, usage) apart
+from how it is produced (`Production`: the pump, the batch, the resume-skip, cancel).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +33,6 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from inference.base import (
-    QUEUE_POSITION,
     Delta,
     InferenceError,
     Piece,
@@ -50,6 +52,7 @@ from resolvers.streaming.cache import HANDED_OVER, Cache, sharers
 from resolvers.streaming.events import Event, EventKind, complete, is_queue_notice, queue_notice
 from resolvers.streaming.feed import Feed
 from resolvers.streaming.history import LogLost, StaleProducer
+from resolvers.streaming.run import Diverged, End, HandOver, PieceQueue, Queued, Resume, Run
 from resolvers.tools import TOOLS
 
 log = logging.getLogger(__name__)
@@ -73,63 +76,6 @@ class Batching:
     max_tokens: int = 32
 
 
-class _Diverged(Exception):
-    """A retried run's model did not reproduce the text the first attempt sent."""
-
-
-class _End:
-    def __init__(self, error: BaseException | None) -> None:
-        self.error = error
-
-
-class _HandOver:
-    """Queued to wake the producer: its creation was cancelled while others share its run."""
-
-
-@dataclass(frozen=True)
-class _Queued:
-    """The engine keeps the run waiting for a free model: `position` 1 is next."""
-
-    position: int
-
-
-_Queue = asyncio.Queue[Piece | _End | _HandOver | _Queued]
-
-
-@dataclass
-class _Run:
-    creation_id: str
-    seq: int = 0
-    text: list[str] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
-    prompt_streamed: int = 0  # prompt tokens already put on delta events
-    completion_streamed: int = 0  # completion tokens already put on delta events
-    pending: list[Delta] = field(default_factory=list)
-    pending_tokens: int = 0
-    last_flush: float = 0.0
-    sent_text: str = ""  # what an earlier attempt already streamed (a retried job)
-    skip_chars: int = 0
-    skip_fraction: float = -1.0
-    fraction: float = 0.0  # of the last progress event
-    result: dict[str, Any] | None = None
-    engine: RoutedEngine | None = None
-    creation: Creation | None = None
-    cancel_requested: bool = False
-    pump: asyncio.Task[None] | None = None
-    queue: _Queue | None = None
-    hand_over: bool = False  # cancelled while copies follow: go on for them (`_hand_over`)
-    shared: bool = False  # producing the run that went on for the copies of a cancelled source
-    began: float = field(default_factory=time.monotonic)
-    first_token: float | None = None
-    unconfirmed: Event | None = None  # written to the log, its answer not yet read
-    # (seq, monotonic time) last saved in the row; the claim saved it RUNNING at seq 0
-    checkpoint: tuple[int, float] = field(default_factory=lambda: (0, time.monotonic()))
-
-    def streamed(self) -> str:
-        """Every text this creation has streamed, an earlier attempt's included."""
-        return self.sent_text + "".join(self.text)
-
-
 class Runner:
     """Runs creations in this process and obeys cancel signals sent from any process."""
 
@@ -149,7 +95,7 @@ class Runner:
         self._batching = batching
         self._cache = cache
         self._outputs = outputs
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, Run] = {}
         self._tasks: set[asyncio.Task[CreationStatus | None]] = set()
 
     async def start(self) -> None:
@@ -192,7 +138,8 @@ class Runner:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(lambda _task: _cancel_pump(start.state))  # even if it never ran
+        # The pump stops with the run, even one cancelled before it ran a step.
+        task.add_done_callback(lambda _task: start.state.production.cancel_pump())
         return task
 
     def prestart(self, creation: Creation, pieces: AsyncIterator[Piece] | None = None) -> Prestart:
@@ -209,13 +156,13 @@ class Runner:
 
     def abandon(self, start: Prestart) -> None:
         """Stop a prestarted model whose creation will not run (refused, or a copy)."""
-        _cancel_pump(start.state)
+        start.state.production.cancel_pump()
         self._runs.pop(start.state.creation_id, None)
         start.span.set_attribute("creation.status", "abandoned")
         start.span.end()
 
     def _enter_run(
-        self, creation: Creation, state: _Run, pieces: AsyncIterator[Piece] | None
+        self, creation: Creation, state: Run, pieces: AsyncIterator[Piece] | None
     ) -> trace.Span:
         """In the spawned run's context: open its span, name it in the log, start the model."""
         span = tracing.tracer().start_span(
@@ -223,14 +170,13 @@ class Runner:
         )
         otel_context.attach(trace.set_span_in_context(span))
         CREATION_ID.set(state.creation_id)
-        state.queue = asyncio.Queue()
         if pieces is None:
             pieces = self._model_pieces(creation, state)
-        state.pump = _start_pump(pieces, state.queue)
+        state.production.start(pieces)
         return span
 
     async def _run_spawned(
-        self, creation: Creation, state: _Run, span: trace.Span
+        self, creation: Creation, state: Run, span: trace.Span
     ) -> CreationStatus | None:
         with trace.use_span(span, end_on_exit=True):
             status = await self._drive(creation, state, fresh=True, retry=False)
@@ -261,13 +207,13 @@ class Runner:
         await self._feed.history.claim(creation_id)
         return await self._run(creation, self._register(creation_id), fresh=False, retry=True)
 
-    def _register(self, creation_id: str) -> _Run:
-        state = _Run(creation_id)
+    def _register(self, creation_id: str) -> Run:
+        state = Run(creation_id)
         self._runs[creation_id] = state
         return state
 
     async def _run(
-        self, creation: Creation, state: _Run, *, fresh: bool, retry: bool
+        self, creation: Creation, state: Run, *, fresh: bool, retry: bool
     ) -> CreationStatus | None:
         """One run of a creation, as a span of the trace that started it."""
         with tracing.span("creation.run", _run_attributes(creation, fresh)) as current:
@@ -276,7 +222,7 @@ class Runner:
             return status
 
     async def _drive(
-        self, creation: Creation, state: _Run, *, fresh: bool, retry: bool
+        self, creation: Creation, state: Run, *, fresh: bool, retry: bool
     ) -> CreationStatus | None:
         creation_id = state.creation_id
         state.creation = creation
@@ -288,7 +234,7 @@ class Runner:
             queue = await self._start(creation, state, fresh=fresh)
             return await self._produce(state, queue)
         except asyncio.CancelledError:
-            if state.cancel_requested:
+            if state.production.cancel_requested:
                 # A job abort arriving after the user's cancel: still end the stream properly.
                 _uncancel()
                 await self._finish(state, CreationStatus.CANCELLED)
@@ -300,7 +246,7 @@ class Runner:
         except StaleProducer:
             log.warning("creation %s: another producer owns the log, stopping", creation_id)
             return None
-        except _Diverged:
+        except Diverged:
             log.warning("creation %s: the retry did not reproduce the text sent", creation_id)
             await self._finish(
                 state,
@@ -329,29 +275,30 @@ class Runner:
         finally:
             heartbeat.cancel()
             self._runs.pop(creation_id, None)
-            _cancel_pump(state)
+            state.production.cancel_pump()
 
-    async def _start(self, creation: Creation, state: _Run, *, fresh: bool) -> _Queue:
+    async def _start(self, creation: Creation, state: Run, *, fresh: bool) -> PieceQueue:
         """Start the model and write `started`; the queue receives the tool's pieces."""
         if not fresh:
-            state.seq, state.sent_text, state.skip_fraction = await self._resume_point(creation)
-            state.skip_chars = len(state.sent_text)
+            resume = state.production.resume
+            state.seq, state.sent_text, resume.skip_fraction = await self._resume_point(creation)
+            resume.skip_chars = len(state.sent_text)
             # A cancel may have come between the claim and the registration.
             if await self._feed.history.cancel_flagged(state.creation_id):
-                state.cancel_requested = True
-        queue = state.queue
+                state.production.cancel_requested = True
+        queue = state.production.queue
         if queue is None:  # not spawned: the model has not started yet
-            queue = state.queue = asyncio.Queue()
-            if state.cancel_requested:
-                queue.put_nowait(_End(asyncio.CancelledError()))
+            if state.production.cancel_requested:
+                queue = state.production.queue = asyncio.Queue()
+                queue.put_nowait(End(asyncio.CancelledError()))
             else:
                 # Start the model first: `started` is written while it makes the first token.
-                state.pump = _start_pump(self._model_pieces(creation, state), queue)
+                queue = state.production.start(self._model_pieces(creation, state))
         if state.seq == 0:
             await self._emit(state, EventKind.STARTED, model=creation.model)
         return queue
 
-    async def _model_pieces(self, creation: Creation, state: _Run) -> AsyncIterator[Piece]:
+    async def _model_pieces(self, creation: Creation, state: Run) -> AsyncIterator[Piece]:
         """The tool's pieces from the creation's engine, chosen once the pump runs (a failure
         there ends the run like any failure of the model)."""
         engine = state.engine = self._router.engine(creation.tool, creation.variant)
@@ -364,38 +311,39 @@ class Runner:
         finally:
             await close_stream(pieces)
 
-    async def _produce(self, state: _Run, queue: _Queue) -> CreationStatus:
+    async def _produce(self, state: Run, queue: PieceQueue) -> CreationStatus:
         interval = self._batching.interval
+        batch = state.production.batch
         while True:
-            deadline = state.last_flush + interval if state.pending else None
+            deadline = batch.last_flush + interval if batch.pending else None
             try:
                 async with asyncio.timeout_at(_loop_time(deadline)):
                     item = await queue.get()
             except TimeoutError:
                 await self._flush(state)
                 continue
-            if state.hand_over:
+            if state.production.hand_over:
                 await self._hand_over(state)
-            if isinstance(item, _HandOver):
+            if isinstance(item, HandOver):
                 continue
-            if isinstance(item, _End):
+            if isinstance(item, End):
                 await self._flush(state)
                 return await self._end(state, item.error)
             if isinstance(item, Delta):
                 state.usage += Usage(item.prompt_tokens, item.tokens)
-                state.pending.append(item)
-                state.pending_tokens += item.tokens
-                leading = time.monotonic() - state.last_flush >= interval
-                if leading or state.pending_tokens >= self._batching.max_tokens:
+                batch.add(item)
+                leading = time.monotonic() - batch.last_flush >= interval
+                if leading or batch.tokens >= self._batching.max_tokens:
                     await self._flush(state)
             elif isinstance(item, Stage):
                 await self._flush(state)
-                if item.fraction > state.skip_fraction:  # a retry passes stages already sent
+                # a retry passes the stages already sent
+                if item.fraction > state.production.resume.skip_fraction:
                     state.fraction = item.fraction
                     await self._emit(
                         state, EventKind.PROGRESS, fraction=item.fraction, stage=item.name
                     )
-            elif isinstance(item, _Queued):
+            elif isinstance(item, Queued):
                 await self._flush(state)
                 notice = queue_notice(state.creation_id, 0, item.position, state.fraction)
                 await self._emit(
@@ -406,11 +354,11 @@ class Runner:
             else:
                 state.usage += item
 
-    async def _end(self, state: _Run, error: BaseException | None) -> CreationStatus:
+    async def _end(self, state: Run, error: BaseException | None) -> CreationStatus:
         if error is None:
             await self._finish(state, CreationStatus.COMPLETED)
             return CreationStatus.COMPLETED
-        if isinstance(error, asyncio.CancelledError) and state.cancel_requested:
+        if isinstance(error, asyncio.CancelledError) and state.production.cancel_requested:
             await self._finish(state, CreationStatus.CANCELLED)
             return CreationStatus.CANCELLED
         if isinstance(error, InferenceError | asyncio.CancelledError):
@@ -426,27 +374,19 @@ class Runner:
         await self._finish(state, CreationStatus.FAILED, "INTERNAL", "the generation failed")
         return CreationStatus.FAILED
 
-    async def _flush(self, state: _Run) -> None:
-        state.last_flush = time.monotonic()
-        if not state.pending:
+    async def _flush(self, state: Run) -> None:
+        batch = state.production.batch
+        batch.last_flush = time.monotonic()
+        if not batch.pending:
             return
-        text = "".join(d.text for d in state.pending)
-        tokens = state.pending_tokens
-        state.pending.clear()
-        state.pending_tokens = 0
-        if state.skip_chars:
+        text, tokens = batch.take()
+        resume = state.production.resume
+        if resume.skip_chars:
             # A retried job regenerates text already in the log: do not send it twice, and
             # give up rather than splice if the model does not reproduce it (no seed).
-            dropped = min(state.skip_chars, len(text))
-            offset = len(state.sent_text) - state.skip_chars
-            if text[:dropped] != state.sent_text[offset : offset + dropped]:
-                raise _Diverged
-            state.skip_chars -= dropped
-            text = text[dropped:]
-            if not text:
-                return
+            text = resume.skip(text, state.sent_text)
         if not text:
-            return  # a usage correction alone: counted in state.usage, nothing to stream
+            return  # all of it sent before, or a usage correction alone (in state.usage)
         # The prompt tokens counted since the last delta go with it: the log then tells what
         # a running creation has spent so far (`resolvers.creation.usage_so_far`).
         prompt = max(state.usage.prompt_tokens - state.prompt_streamed, 0)
@@ -469,7 +409,7 @@ class Runner:
 
     async def _finish(
         self,
-        state: _Run,
+        state: Run,
         status: CreationStatus,
         code: str = "",
         message: str = "",
@@ -478,7 +418,7 @@ class Runner:
     ) -> None:
         """Save the row, then write the ending (its code is `log_code` when one is given)."""
         await self._confirm_interrupted_write(state)
-        if state.shared:
+        if state.production.shared:
             await self._finish_shared(state, status, code, message)
             return
         terminal_seq = state.seq + 1
@@ -518,24 +458,25 @@ class Runner:
             message=message,
         )
 
-    async def _hand_over(self, state: _Run) -> None:
+    async def _hand_over(self, state: Run) -> None:
         """End this creation as cancelled for its owner while the run goes on for the
         creations copying it, in the log of `keys.shared_run(<this creation>)`."""
-        state.hand_over = False
+        state.production.hand_over = False
         await self._flush(state)
         run_id = keys.shared_run(state.creation_id)
         await self._feed.history.hold_lease(run_id, self._feed.lease_seconds)
         await self._finish(state, CreationStatus.CANCELLED, log_code=HANDED_OVER)
         log.info("creation %s: cancelled; its run goes on for the copies", state.creation_id)
-        state.creation_id, state.shared, state.cancel_requested = run_id, True, False
-        state.seq, state.text, state.sent_text, state.skip_chars = 0, [], "", 0
+        state.creation_id = run_id
+        state.production.shared, state.production.cancel_requested = True, False
+        state.production.resume = Resume()
+        state.seq, state.text, state.sent_text = 0, [], ""
         state.usage, state.prompt_streamed, state.completion_streamed = Usage(), 0, 0
-        state.skip_fraction = -1.0
         model = state.creation.model if state.creation is not None else ""
         await self._emit(state, EventKind.STARTED, model=model)
 
     async def _finish_shared(
-        self, state: _Run, status: CreationStatus, code: str, message: str
+        self, state: Run, status: CreationStatus, code: str, message: str
     ) -> None:
         """End a run that went on for copies: its result for them, then its ending."""
         if status is CreationStatus.COMPLETED and state.result is not None:
@@ -548,7 +489,7 @@ class Runner:
         }.get(status, EventKind.FAILED)
         await self._emit(state, kind, code=code, message=message)
 
-    async def _emit(self, state: _Run, kind: EventKind, **fields: Any) -> None:
+    async def _emit(self, state: Run, kind: EventKind, **fields: Any) -> None:
         # The seq moves only once the event is in the log: a failed write leaves no hole.
         event = Event(creation_id=state.creation_id, seq=state.seq + 1, kind=kind, **fields)
         state.unconfirmed = event  # until the log says so: a cancel may cut the answer off
@@ -560,7 +501,7 @@ class Runner:
         state.seq = event.seq
         state.unconfirmed = None
 
-    async def _rebuild_log(self, state: _Run, top: int) -> None:
+    async def _rebuild_log(self, state: Run, top: int) -> None:
         """Write the lost log again from this run's memory: `started`, then one delta with
         all the text so far, ending on the last seq confirmed."""
         log.warning(
@@ -587,7 +528,7 @@ class Runner:
         if not await self._feed.history.rebuild(events[: state.seq], usage):
             raise StaleProducer(f"{state.creation_id}: another producer wrote the log meanwhile")
 
-    async def _confirm_interrupted_write(self, state: _Run) -> None:
+    async def _confirm_interrupted_write(self, state: Run) -> None:
         """A write cut off by a cancel may have landed: if it did, it is part of the run
         (the ending must follow it, and its text belongs to the output)."""
         event, state.unconfirmed = state.unconfirmed, None
@@ -619,7 +560,7 @@ class Runner:
         log.warning("creation %s: resuming from the row, the log lost events", creation.id)
         return creation.last_seq, await self._outputs.full(creation), -1.0
 
-    async def _heartbeat(self, state: _Run, *, first_beat: bool = True) -> None:
+    async def _heartbeat(self, state: Run, *, first_beat: bool = True) -> None:
         """Renew the producer lease and checkpoint the row; also re-read the cancel flag, in
         case a cancel signal was lost on pub/sub (a reconnect, or a replica that missed the
         control channel). Without `first_beat`, the first renewal comes one period later."""
@@ -629,25 +570,26 @@ class Runner:
         while True:
             try:
                 await self._feed.history.hold_lease(state.creation_id, lease)
-                if not state.cancel_requested and await self._feed.history.cancel_flagged(
-                    state.creation_id
+                if (
+                    not state.production.cancel_requested
+                    and await self._feed.history.cancel_flagged(state.creation_id)
                 ):
                     self._cancel_local(state.creation_id)
             except ServiceUnavailable:
                 log.warning("creation %s: could not renew the producer lease", state.creation_id)
-            if state.shared and state.creation is not None:
+            if state.production.shared and state.creation is not None:
                 with contextlib.suppress(Exception):  # the database is down: try next beat
                     if not await sharers(str(state.creation.id)):
                         self._stop(state)  # every copy was cancelled
             await self._checkpoint(state, lease / 2)
             await asyncio.sleep(min(lease / 3, CHECKPOINT_SECONDS))
 
-    async def _checkpoint(self, state: _Run, at_least_every: float) -> None:
+    async def _checkpoint(self, state: Run, at_least_every: float) -> None:
         """Save what was streamed so far into the row, when it moved on (and at least every
         `at_least_every` s: a fresh `updated_at` tells followers the producer lives)."""
         seq, saved_at = state.checkpoint
         now = time.monotonic()
-        if state.shared or (state.seq == seq and now - saved_at < at_least_every):
+        if state.production.shared or (state.seq == seq and now - saved_at < at_least_every):
             return
         try:
             output, output_key = await self._outputs.keep(state.creation_id, state.streamed())
@@ -668,10 +610,10 @@ class Runner:
         state = self._runs.get(creation_id)
         if state is None:
             return False
-        if state.cancel_requested or state.shared:
+        if state.production.cancel_requested or state.production.shared:
             return True  # a shared run stops once no copy follows it (`_heartbeat`)
-        if state.creation is not None and state.creation.cache_key and not state.shared:
-            state.cancel_requested = True
+        if state.creation is not None and state.creation.cache_key and not state.production.shared:
+            state.production.cancel_requested = True
             task = asyncio.create_task(self._cancel_shareable(state))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -679,12 +621,11 @@ class Runner:
             self._stop(state)
         return True
 
-    def _stop(self, state: _Run) -> None:
-        state.cancel_requested = True
-        if state.pump is not None:
-            state.pump.cancel()
+    def _stop(self, state: Run) -> None:
+        state.production.cancel_requested = True
+        state.production.cancel_pump()
 
-    async def _cancel_shareable(self, state: _Run) -> None:
+    async def _cancel_shareable(self, state: Run) -> None:
         """Cancel a run that identical requests may copy: if some do, it goes on for them
         (`_hand_over`); else its model stops."""
         shared = False
@@ -692,10 +633,10 @@ class Runner:
             with contextlib.suppress(Exception):  # unknown: stop it, as with no copies
                 await self._cache.release(state.creation.cache_key, state.creation_id)
                 shared = await sharers(state.creation_id)
-        pump, queue = state.pump, state.queue
+        pump, queue = state.production.pump, state.production.queue
         if shared and pump is not None and not pump.done() and queue is not None:
-            state.hand_over = True
-            queue.put_nowait(_HandOver())
+            state.production.hand_over = True
+            queue.put_nowait(HandOver())
         else:
             self._stop(state)
 
@@ -709,7 +650,7 @@ class Runner:
 class Prestart:
     """A fast creation's model, started before its row was stored (`Runner.prestart`)."""
 
-    state: _Run
+    state: Run
     context: contextvars.Context
     span: trace.Span
 
@@ -723,18 +664,13 @@ def _run_attributes(creation: Creation, fresh: bool) -> dict[str, str | bool]:
     }
 
 
-def _cancel_pump(state: _Run) -> None:
-    if state.pump is not None and not state.pump.done():
-        state.pump.cancel()
-
-
-def _labels(state: _Run) -> tuple[str, str]:
+def _labels(state: Run) -> tuple[str, str]:
     tool = state.creation.tool if state.creation is not None else "unknown"
     backend = state.engine.name if state.engine is not None else "copy"
     return tool, backend
 
 
-def _count(state: _Run, status: CreationStatus, code: str) -> None:
+def _count(state: Run, status: CreationStatus, code: str) -> None:
     """Metrics of a run that ended (written once: by the process that ended it)."""
     tool, backend = _labels(state)
     metrics.RUNS.labels(tool, backend, code or status.value).inc()
@@ -756,30 +692,6 @@ def _served(engine: RoutedEngine | None) -> dict[str, str]:
         return {}
     served = engine.served_by
     return {"model": engine.name, "model_name": served.model_name, "variant": served.name}
-
-
-def _start_pump(pieces: AsyncIterator[Piece], queue: _Queue) -> asyncio.Task[None]:
-    """Move the tool's pieces into `queue`; however the task ends (even cancelled before it
-    ran a step), an `_End` follows, so the producer loop never waits forever."""
-
-    async def pump() -> None:
-        # An engine that makes this run wait for a free model says where it is in line.
-        QUEUE_POSITION.set(lambda position: queue.put_nowait(_Queued(position)))
-        try:
-            async for piece in pieces:
-                queue.put_nowait(piece)
-        finally:
-            aclose = getattr(pieces, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
-    def ended(task: asyncio.Task[None]) -> None:
-        error = asyncio.CancelledError() if task.cancelled() else task.exception()
-        queue.put_nowait(_End(error))
-
-    task = asyncio.create_task(pump())
-    task.add_done_callback(ended)
-    return task
 
 
 def _uncancel() -> None:

@@ -1,0 +1,154 @@
+"""A run of a creation as the runner holds it: what the run *is* (`Run`: its creation, the
+events it wrote, their text and usage) apart from how it is *produced* (`Production`: the
+model's pump, the batch of deltas waiting to go out, what a retried job skips, cancel)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from inference.base import QUEUE_POSITION, Delta, Piece, Usage
+from resolvers.core.models import Creation
+from resolvers.core.routing import RoutedEngine
+from resolvers.streaming.events import Event
+
+
+class Diverged(Exception):
+    """A retried run's model did not reproduce the text the first attempt sent."""
+
+
+class End:
+    """Queued last: the model's pieces ended, with `error` or without."""
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+class HandOver:
+    """Queued to wake the producer: its creation was cancelled while others share its run."""
+
+
+@dataclass(frozen=True)
+class Queued:
+    """The engine keeps the run waiting for a free model: `position` 1 is next."""
+
+    position: int
+
+
+PieceQueue = asyncio.Queue[Piece | End | HandOver | Queued]
+
+
+@dataclass
+class Batch:
+    """Deltas waiting to go out as one event (see `runner.Batching`)."""
+
+    pending: list[Delta] = field(default_factory=list)
+    tokens: int = 0
+    last_flush: float = 0.0  # time.monotonic() of the last flush
+
+    def add(self, delta: Delta) -> None:
+        self.pending.append(delta)
+        self.tokens += delta.tokens
+
+    def take(self) -> tuple[str, int]:
+        """The text and token count of what waits, which no longer waits."""
+        text, tokens = "".join(d.text for d in self.pending), self.tokens
+        self.pending.clear()
+        self.tokens = 0
+        return text, tokens
+
+
+@dataclass
+class Resume:
+    """What a retried job's model says again and must not be sent twice."""
+
+    skip_chars: int = 0  # of the text an earlier attempt streamed, still to skip
+    skip_fraction: float = -1.0  # progress stages up to this one were sent already
+
+    def skip(self, text: str, sent_text: str) -> str:
+        """`text` without what the earlier attempt already sent; raises Diverged if the model
+        did not say it again (no seed): splicing two different texts would garble both."""
+        dropped = min(self.skip_chars, len(text))
+        offset = len(sent_text) - self.skip_chars
+        if text[:dropped] != sent_text[offset : offset + dropped]:
+            raise Diverged
+        self.skip_chars -= dropped
+        return text[dropped:]
+
+
+@dataclass
+class Production:
+    """How a run is produced: the pump moving the model's pieces into `queue`, the batch,
+    the resume-skip, and the cancel and hand-over flags."""
+
+    queue: PieceQueue | None = None
+    pump: asyncio.Task[None] | None = None
+    batch: Batch = field(default_factory=Batch)
+    resume: Resume = field(default_factory=Resume)
+    cancel_requested: bool = False
+    hand_over: bool = False  # cancelled while copies follow: go on for them (`_hand_over`)
+    shared: bool = False  # producing the run that went on for the copies of a cancelled source
+
+    def start(self, pieces: AsyncIterator[Piece]) -> PieceQueue:
+        """Start the pump: the tool's pieces go into a new `queue` as they come."""
+        self.queue = asyncio.Queue()
+        self.pump = _start_pump(pieces, self.queue)
+        return self.queue
+
+    def cancel_pump(self) -> None:
+        if self.pump is not None and not self.pump.done():
+            self.pump.cancel()
+
+
+@dataclass
+class Run:
+    """What a run is: its creation, the events it wrote (up to `seq`), their text and usage."""
+
+    creation_id: str
+    creation: Creation | None = None
+    engine: RoutedEngine | None = None
+    seq: int = 0
+    text: list[str] = field(default_factory=list)  # only what was sent, this attempt
+    sent_text: str = ""  # what an earlier attempt already streamed (a retried job)
+    usage: Usage = field(default_factory=Usage)
+    prompt_streamed: int = 0  # prompt tokens already put on delta events
+    completion_streamed: int = 0  # completion tokens already put on delta events
+    fraction: float = 0.0  # of the last progress event
+    result: dict[str, Any] | None = None
+    unconfirmed: Event | None = None  # written to the log, its answer not yet read
+    began: float = field(default_factory=time.monotonic)
+    first_token: float | None = None
+    # (seq, monotonic time) last saved in the row; the claim saved it RUNNING at seq 0
+    checkpoint: tuple[int, float] = field(default_factory=lambda: (0, time.monotonic()))
+    production: Production = field(default_factory=Production)
+
+    def streamed(self) -> str:
+        """Every text this creation has streamed, an earlier attempt's included."""
+        return self.sent_text + "".join(self.text)
+
+
+def _start_pump(pieces: AsyncIterator[Piece], queue: PieceQueue) -> asyncio.Task[None]:
+    """Move the tool's pieces into `queue`; however the task ends (even cancelled before it
+    ran a step), an `End` follows, so the producer loop never waits forever."""
+
+    async def pump() -> None:
+        # An engine that makes this run wait for a free model says where it is in line.
+        QUEUE_POSITION.set(lambda position: queue.put_nowait(Queued(position)))
+        try:
+            async for piece in pieces:
+                queue.put_nowait(piece)
+        finally:
+            aclose = getattr(pieces, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def ended(task: asyncio.Task[None]) -> None:
+        error = asyncio.CancelledError() if task.cancelled() else task.exception()
+        queue.put_nowait(End(error))
+
+    task = asyncio.create_task(pump())
+    task.add_done_callback(ended)
+    return task

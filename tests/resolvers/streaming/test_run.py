@@ -1,0 +1,50 @@
+"""A run's production pieces on their own: the batch of deltas and the resume-skip."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from inference.base import Delta
+from resolvers.streaming.run import Batch, Diverged, End, Production, Resume, Run
+
+
+def test_a_batch_hands_out_what_waits_once() -> None:
+    batch = Batch()
+    batch.add(Delta("Once", tokens=1))
+    batch.add(Delta(" upon", tokens=2))
+    assert batch.take() == ("Once upon", 3)
+    assert batch.take() == ("", 0) and batch.pending == []
+
+
+def test_a_retry_skips_what_the_first_attempt_sent_across_batches() -> None:
+    sent = "Once upon a time"
+    resume = Resume(skip_chars=len(sent))
+    assert resume.skip("Once up", sent) == ""
+    assert resume.skip("on a time, a fox", sent) == ", a fox"
+    assert resume.skip_chars == 0
+    assert resume.skip(" ran", sent) == " ran"  # nothing left to skip
+
+
+def test_a_retry_that_says_something_else_diverges() -> None:
+    resume = Resume(skip_chars=4)
+    with pytest.raises(Diverged):
+        resume.skip("Twice", "Once")
+
+
+async def test_the_pump_ends_its_queue_even_when_cancelled_before_a_step() -> None:
+    async def pieces() -> AsyncIterator[Delta]:
+        yield Delta("never")
+
+    production = Production()
+    queue = production.start(pieces())
+    production.cancel_pump()
+    item = await asyncio.wait_for(queue.get(), 2)
+    assert isinstance(item, End) and isinstance(item.error, asyncio.CancelledError)
+
+
+def test_a_run_streamed_text_includes_the_earlier_attempt() -> None:
+    run = Run("c1", sent_text="Once ", text=["upon", " a time"])
+    assert run.streamed() == "Once upon a time"
