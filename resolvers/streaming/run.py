@@ -39,6 +39,9 @@ class Queued:
 
 
 PieceQueue = asyncio.Queue[Piece | End | HandOver | Queued]
+# Items that may wait for the producer: there, the pump stops reading the model (an upstream's
+# burst then waits in its socket, not in our memory) until half of them are taken.
+PIECES_AHEAD = 64
 
 
 @dataclass
@@ -91,12 +94,22 @@ class Production:
     cancel_requested: bool = False
     hand_over: bool = False  # cancelled while copies follow: go on for them (`_hand_over`)
     shared: bool = False  # producing the run that went on for the copies of a cancelled source
+    room: asyncio.Event = field(default_factory=asyncio.Event)  # set: the pump may read on
 
     def start(self, pieces: AsyncIterator[Piece]) -> PieceQueue:
-        """Start the pump: the tool's pieces go into a new `queue` as they come."""
+        """Start the pump: the tool's pieces go into a new `queue` as they come, at most
+        `PIECES_AHEAD` of them waiting."""
         self.queue = asyncio.Queue()
-        self.pump = _start_pump(pieces, self.queue)
+        self.pump = _start_pump(pieces, self.queue, self.room)
         return self.queue
+
+    async def next(self) -> Piece | End | HandOver | Queued:
+        """The next item of the queue; once half of a full queue is taken, the pump goes on."""
+        assert self.queue is not None, "start the pump (or make the queue) first"
+        item = await self.queue.get()
+        if self.queue.qsize() <= PIECES_AHEAD // 2:
+            self.room.set()
+        return item
 
     def cancel_pump(self) -> None:
         if self.pump is not None and not self.pump.done():
@@ -130,16 +143,27 @@ class Run:
         return self.sent_text + "".join(self.text)
 
 
-def _start_pump(pieces: AsyncIterator[Piece], queue: PieceQueue) -> asyncio.Task[None]:
-    """Move the tool's pieces into `queue`; however the task ends (even cancelled before it
-    ran a step), an `End` follows, so the producer loop never waits forever."""
+def _start_pump(
+    pieces: AsyncIterator[Piece], queue: PieceQueue, room: asyncio.Event
+) -> asyncio.Task[None]:
+    """Move the tool's pieces into `queue`, waiting for `room` whenever it is full; however
+    the task ends (even cancelled before it ran a step), an `End` follows, so the producer
+    loop never waits forever. The first token goes to the producer before the next piece is
+    read: a burst that arrived in one read does not hold back its first token."""
 
     async def pump() -> None:
         # An engine that makes this run wait for a free model says where it is in line.
         QUEUE_POSITION.set(lambda position: queue.put_nowait(Queued(position)))
         try:
+            first_token = True
             async for piece in pieces:
                 queue.put_nowait(piece)
+                if queue.qsize() >= PIECES_AHEAD:
+                    room.clear()
+                    await room.wait()
+                if first_token and isinstance(piece, Delta) and piece.text:
+                    first_token = False
+                    await asyncio.sleep(0)  # the producer sends it out now
         finally:
             aclose = getattr(pieces, "aclose", None)
             if aclose is not None:

@@ -2,8 +2,9 @@
 
 The same `Runner.run` serves fast tools (a task in the API process) and long ones (the arq
 job calls it). It claims the creation (QUEUED -> RUNNING), appends `started`, then deltas
-batched on a leading edge (the first token goes out at once, later ones at most every
-`batch_interval`), `progress` events, and exactly one terminal event after the row is saved.
+batched on a leading edge (the first token goes out at once, later ones at most once every
+`batch_interval` after the previous write ended, or when `max_tokens` wait), `progress`
+events, and exactly one terminal event after the row is saved.
 A cancel signal from any process stops the model and still reports the usage so far.
 
 The row never forgets what was streamed: a heartbeat renews the producer lease and, about
@@ -52,7 +53,7 @@ from resolvers.streaming.cache import HANDED_OVER, Cache, sharers
 from resolvers.streaming.events import Event, EventKind, complete, is_queue_notice, queue_notice
 from resolvers.streaming.feed import Feed
 from resolvers.streaming.history import LogLost, StaleProducer
-from resolvers.streaming.run import Diverged, End, HandOver, PieceQueue, Queued, Resume, Run
+from resolvers.streaming.run import Diverged, End, HandOver, Queued, Resume, Run
 from resolvers.tools import TOOLS
 
 log = logging.getLogger(__name__)
@@ -231,8 +232,8 @@ class Runner:
         # one period, off the way to the first token. A resumed run renews its lease at once.
         heartbeat = asyncio.create_task(self._heartbeat(state, first_beat=not fresh))
         try:
-            queue = await self._start(creation, state, fresh=fresh)
-            return await self._produce(state, queue)
+            await self._start(creation, state, fresh=fresh)
+            return await self._produce(state)
         except asyncio.CancelledError:
             if state.production.cancel_requested:
                 # A job abort arriving after the user's cancel: still end the stream properly.
@@ -277,8 +278,8 @@ class Runner:
             self._runs.pop(creation_id, None)
             state.production.cancel_pump()
 
-    async def _start(self, creation: Creation, state: Run, *, fresh: bool) -> PieceQueue:
-        """Start the model and write `started`; the queue receives the tool's pieces."""
+    async def _start(self, creation: Creation, state: Run, *, fresh: bool) -> None:
+        """Start the model and write `started`; the run's queue receives the tool's pieces."""
         if not fresh:
             resume = state.production.resume
             state.seq, state.sent_text, resume.skip_fraction = await self._resume_point(creation)
@@ -286,17 +287,15 @@ class Runner:
             # A cancel may have come between the claim and the registration.
             if await self._feed.history.cancel_flagged(state.creation_id):
                 state.production.cancel_requested = True
-        queue = state.production.queue
-        if queue is None:  # not spawned: the model has not started yet
+        if state.production.queue is None:  # not spawned: the model has not started yet
             if state.production.cancel_requested:
-                queue = state.production.queue = asyncio.Queue()
-                queue.put_nowait(End(asyncio.CancelledError()))
+                state.production.queue = asyncio.Queue()
+                state.production.queue.put_nowait(End(asyncio.CancelledError()))
             else:
                 # Start the model first: `started` is written while it makes the first token.
-                queue = state.production.start(self._model_pieces(creation, state))
+                state.production.start(self._model_pieces(creation, state))
         if state.seq == 0:
             await self._emit(state, EventKind.STARTED, model=creation.model)
-        return queue
 
     async def _model_pieces(self, creation: Creation, state: Run) -> AsyncIterator[Piece]:
         """The tool's pieces from the creation's engine, chosen once the pump runs (a failure
@@ -311,14 +310,14 @@ class Runner:
         finally:
             await close_stream(pieces)
 
-    async def _produce(self, state: Run, queue: PieceQueue) -> CreationStatus:
+    async def _produce(self, state: Run) -> CreationStatus:
         interval = self._batching.interval
         batch = state.production.batch
         while True:
             deadline = batch.last_flush + interval if batch.pending else None
             try:
                 async with asyncio.timeout_at(_loop_time(deadline)):
-                    item = await queue.get()
+                    item = await state.production.next()
             except TimeoutError:
                 await self._flush(state)
                 continue
@@ -397,6 +396,9 @@ class Runner:
             prompt_tokens=prompt,
             completion_tokens=max(tokens, 0),
         )
+        # The next batch waits an interval from the end of this write, not its start: when
+        # writes slow down under load, batches grow instead of shrinking to one token each.
+        batch.last_flush = time.monotonic()
         state.prompt_streamed += prompt
         state.completion_streamed += max(tokens, 0)
         state.text.append(text)  # only what was sent: the stored output never holds more

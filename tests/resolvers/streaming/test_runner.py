@@ -390,3 +390,38 @@ async def test_a_write_cut_off_by_a_cancel_is_kept_and_the_ending_follows_it(
     assert creation.status is status
     assert creation.last_seq == events[-1].seq
     assert creation.output == events[1].text != ""
+
+
+class PacedEngine(ScriptedEngine):
+    """Yields `tokens` deltas, one every `pace` seconds."""
+
+    def __init__(self, tokens: int, pace: float) -> None:
+        super().__init__(tokens)
+        self.pace = pace
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        for index in range(self.tokens):
+            await asyncio.sleep(self.pace)
+            yield Delta(f" t{index}")
+
+
+async def test_batches_grow_when_log_writes_slow_down(settings: Settings) -> None:
+    async with core_with(settings, PacedEngine(60, 0.002)) as core:
+        creation = await new_creation("slow-log", 100)
+        history = core.feed.history
+        real_append = history.append
+
+        async def slow_append(event: Event, *, unclaimed: bool = False) -> str:
+            if event.kind is EventKind.DELTA:
+                await asyncio.sleep(0.06)  # longer than the 40 ms batching interval
+            return await real_append(event, unclaimed=unclaimed)
+
+        history.append = slow_append  # type: ignore[method-assign]
+        assert await core.runner.run(str(creation.id)) is CreationStatus.COMPLETED
+        events = await logged(core, str(creation.id))
+    deltas = [e for e in events if e.kind is EventKind.DELTA]
+    # one event per interval after each write ends: the 60 tokens go in a handful of events
+    # (sent one token each, as they did while the interval was counted from a write's start,
+    # they would take 60)
+    assert len(deltas) <= 10
+    assert "".join(e.text for e in deltas) == "".join(f" t{i}" for i in range(60))

@@ -233,3 +233,59 @@ async def test_a_screened_out_request_stops_the_model_it_started(settings: Setti
     # the model started before the screening refused the input, and nothing of it remains
     assert order == ["model", "closed"]
     assert stored == 0 and running == {}
+
+
+class BurstEngine:
+    """Yields `tokens` deltas at once, as an upstream's burst read in one chunk (no await
+    between them), noting how many it had yielded when the first delta reached the log and
+    the most pieces its run ever held waiting."""
+
+    name = "burst"
+
+    def __init__(self, tokens: int) -> None:
+        self.tokens = tokens
+        self.yielded = 0
+        self.at_first_delta: int | None = None
+        self.most_waiting = 0
+        self.queue: asyncio.Queue[Any] | None = None
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        for index in range(self.tokens):
+            if self.queue is not None:
+                self.most_waiting = max(self.most_waiting, self.queue.qsize())
+            self.yielded += 1
+            yield Delta(f" b{index}")
+
+    async def complete(self, request: GenerationRequest) -> Completion:
+        return await collect(self, request)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_the_first_token_of_a_burst_leaves_before_the_rest_is_read(
+    settings: Settings,
+) -> None:
+    engine = BurstEngine(5_000)
+    async with core_with(settings, engine) as core:
+        creation = await new_creation("burst", 1_000)  # the engine ignores the limit
+        await Creation.filter(id=creation.id).update(status=CreationStatus.RUNNING)
+        history = core.feed.history
+        real_append = history.append
+
+        async def noting_append(event: Event, *, unclaimed: bool = False) -> str:
+            if event.kind is EventKind.DELTA and engine.at_first_delta is None:
+                engine.at_first_delta = engine.yielded
+            return await real_append(event, unclaimed=unclaimed)
+
+        history.append = noting_append  # type: ignore[method-assign]
+        task = core.runner.spawn(creation)
+        engine.queue = core.runner._runs[str(creation.id)].production.queue
+        assert await task is CreationStatus.COMPLETED
+        events = await logged(core, str(creation.id))
+    # the first token went to the log while most of the burst was still unread, and the run
+    # never held more than a bounded number of pieces (the upstream read waits instead)
+    assert engine.at_first_delta is not None and engine.at_first_delta <= 200
+    assert engine.most_waiting <= 200
+    # and nothing was lost or reordered
+    assert text(events) == "".join(f" b{index}" for index in range(5_000))
