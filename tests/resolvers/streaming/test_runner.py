@@ -425,3 +425,40 @@ async def test_batches_grow_when_log_writes_slow_down(settings: Settings) -> Non
     # they would take 60)
     assert len(deltas) <= 10
     assert "".join(e.text for e in deltas) == "".join(f" t{i}" for i in range(60))
+
+
+class PausingEngine(ScriptedEngine):
+    """Yields two deltas at once, pauses `pause` seconds, then yields a third."""
+
+    def __init__(self, pause: float) -> None:
+        super().__init__(3)
+        self.pause = pause
+        self.yielded = 0
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        for index in range(3):
+            if index == 2:
+                await asyncio.sleep(self.pause)
+            self.yielded += 1
+            yield Delta(f" t{index}")
+
+
+async def test_a_waiting_batch_goes_out_when_its_interval_ends(settings: Settings) -> None:
+    engine = PausingEngine(pause=1.0)
+    async with core_with(settings, engine) as core:
+        creation = await new_creation("pause", 10)
+        history = core.feed.history
+        real_append = history.append
+        written: list[tuple[str, int]] = []
+
+        async def noting_append(event: Event, *, unclaimed: bool = False) -> str:
+            if event.kind is EventKind.DELTA:
+                written.append((event.text, engine.yielded))
+            return await real_append(event, unclaimed=unclaimed)
+
+        history.append = noting_append  # type: ignore[method-assign]
+        assert await core.runner.run(str(creation.id)) is CreationStatus.COMPLETED
+    # the first token at once; the second, which waited for the batch interval, goes out
+    # when that interval ends, not when the next token comes a second later
+    assert [text for text, _ in written] == [" t0", " t1", " t2"]
+    assert written[1] == (" t1", 2)
