@@ -240,7 +240,8 @@ def _create_bucket(endpoint: str, bucket: str) -> None:
     s3.create_bucket(Bucket=bucket)
 
 
-def _register(server: Server) -> str:
+def register(server: Server) -> str:
+    """A new user's access token on `server`."""
     variables = {"email": f"bench-{uuid.uuid4().hex[:12]}@example.com", "password": "bench pw!"}
     response = httpx.post(
         f"{server.url}/graphql", json={"query": REGISTER, "variables": variables}, timeout=30
@@ -252,7 +253,7 @@ def _register(server: Server) -> str:
 
 
 @contextlib.contextmanager
-def _servers(args: argparse.Namespace, logs: Path) -> Iterator[tuple[Server, Server]]:
+def servers(args: argparse.Namespace, logs: Path) -> Iterator[tuple[Server, Server]]:
     """Database, moto S3, the mock and the gateway; all stopped and dropped on exit."""
     with contextlib.ExitStack() as stack:
 
@@ -415,8 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_start = os.getloadavg()
     logs = Path(tempfile.mkdtemp(prefix="ck-bench-upstream-"))
     try:
-        with _servers(args, logs) as (gateway, mock):
-            token = _register(gateway)
+        with servers(args, logs) as (gateway, mock):
+            token = register(gateway)
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 results = runner.run(_measure(args, gateway, mock, token))
             _say("stopping subprocesses")
