@@ -5,7 +5,7 @@ token (0 = the whole answer in one burst), T tokens per answer. In the same run:
 
 - *direct* (baseline): this process POSTs /v1/chat/completions to the mock and reads the SSE
   stream (httpx + orjson by default; `--direct-client engine` reads it with our own
-  `OpenAIEngine`, the SDK path the gateway runs);
+  `OpenAIEngine`, the aiohttp path the gateway runs);
 - *stack*: `subscription { write }` over graphql-transport-ws to one `creation-king serve` in
   production mode (Postgres, Redis db 13, moto's S3, `write` routed to the `openai` backend at
   the mock), one already-open authenticated socket per stream.

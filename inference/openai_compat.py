@@ -1,16 +1,18 @@
 """Generation through an OpenAI-compatible chat completions API (OpenAI, DeepSeek, ...).
 
-One request is one streamed chat completion with a single user message. The SDK sends it and
-turns refusals (4xx/5xx) into its errors; the stream itself is read lean: `httpx-sse` splits
-the events and `orjson` decodes them into plain dicts (the SDK builds a pydantic model per
-chunk, which cost half the gateway's CPU at 64 streams). The deadlines are those of the SDK's
-HTTP client (httpx2), one per network read (`OpenAIConfig.timeout`): no timer per chunk.
+One request is one streamed chat completion with a single user message, sent with aiohttp
+(one pooled session per engine) and read lean: `event_data` splits the server-sent events
+and `orjson` decodes them into plain dicts. The openai SDK and its HTTP client (httpx2) took
+5.2 ms of CPU per request here against aiohttp's 0.65 ms (`bench/README.md`), more than all
+of our own start path; refusals (4xx/5xx) are mapped here from the status and the body's
+`error.message`, as the SDK did. The deadline is one per network read (`OpenAIConfig.timeout`,
+aiohttp's `sock_read`): no timer per chunk.
 
-We retry ourselves (the SDK's retries are off): 429, 5xx and connection failures are retried
-with exponential backoff and jitter, honouring a capped `Retry-After`, but only until the
-first token was yielded, since a retry after that would repeat text the caller already has.
-`GenerationRequest.parameters` are not sent: they name Triton-side variants (LoRA adapters,
-model versions) that providers do not know.
+We retry ourselves: 429, 5xx and connection failures are retried with exponential backoff and
+jitter, honouring a capped `Retry-After`, but only until the first token was yielded, since a
+retry after that would repeat text the caller already has. `GenerationRequest.parameters` are
+not sent: they name Triton-side variants (LoRA adapters, model versions) that providers do not
+know.
 """
 
 from __future__ import annotations
@@ -19,15 +21,13 @@ import asyncio
 import email.utils
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx2
-import openai
+import aiohttp
 import orjson
-from httpx_sse import EventSource, SSEError
 
 from inference.base import (
     BadInput,
@@ -45,6 +45,8 @@ MAX_RETRIES_LIMIT = 10
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
 _READY_TIMEOUT = 5.0
 _SUMMARY_CHARS = 300
+_ERROR_BODY_BYTES = 64 * 1024
+_MAX_CONNECTIONS = 1_000  # streams at once to one provider, per engine
 
 
 @dataclass(frozen=True)
@@ -84,15 +86,23 @@ class _Retryable(Exception):
 
 
 class OpenAIEngine:
-    """The `Engine` for models behind an OpenAI-compatible API; one SDK client per engine."""
+    """The `Engine` for models behind an OpenAI-compatible API; one HTTP session per engine."""
 
     name = "openai"
 
     def __init__(self, config: OpenAIConfig) -> None:
         self.config = config
-        self._client: openai.AsyncOpenAI | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._url = config.base_url.rstrip("/") + "/chat/completions"
+        self._headers = {
+            "Authorization": f"Bearer {config.api_key}",
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+        }
+        if config.organization:
+            self._headers["OpenAI-Organization"] = config.organization
 
     def __repr__(self) -> str:
         return f"OpenAIEngine({self.config!r})"
@@ -129,31 +139,32 @@ class OpenAIEngine:
     async def ready(self) -> bool:
         """True when the provider lists its models within a few seconds; never raises."""
         timeout = min(_READY_TIMEOUT, self.config.timeout)
+        url = self.config.base_url.rstrip("/") + "/models"
         try:
-            client = self._connection()
+            session = self._connection()
             async with asyncio.timeout(timeout):
-                await client.models.list(timeout=timeout)
-        except (InferenceError, openai.OpenAIError, TimeoutError):
+                async with session.get(url, headers=self._headers) as response:
+                    return response.status == 200
+        except (InferenceError, aiohttp.ClientError, TimeoutError):
             return False
-        return True
 
     async def aclose(self) -> None:
-        """Close the HTTP client; the engine is unusable afterwards."""
+        """Close the HTTP session; the engine is unusable afterwards."""
         self._closed = True
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     async def _generate(
         self, request: GenerationRequest, reported: list[Usage]
     ) -> AsyncGenerator[Delta, None]:
-        client = self._connection()
-        arguments = _arguments(request)
+        session = self._connection()
+        body = orjson.dumps(_arguments(request))
         attempt = 0
         while True:
             attempt += 1
             yielded = False
-            deltas = self._attempt(client, arguments, request.model, reported)
+            deltas = self._attempt(session, body, request.model, reported)
             try:
                 async with aclosing(deltas):
                     async for delta in deltas:
@@ -168,27 +179,28 @@ class OpenAIEngine:
 
     async def _attempt(
         self,
-        client: openai.AsyncOpenAI,
-        arguments: dict[str, Any],
+        session: aiohttp.ClientSession,
+        body: bytes,
         model: str,
         reported: list[Usage],
     ) -> AsyncGenerator[Delta, None]:
         finished = False
-        opening = client.chat.completions.with_streaming_response.create(**arguments)
         try:
-            async with opening as response:
-                events = EventSource(response.http_response).aiter_sse()
-                async for event in events:
-                    if event.data == "[DONE]":
+            async with session.post(self._url, data=body, headers=self._headers) as response:
+                if response.status >= 400:
+                    body = await _error_body(response)
+                    raise self._refusal(response.status, body, response.headers, model)
+                async for data in event_data(response.content):
+                    if data == b"[DONE]":
                         break
-                    chunk = _decode(event.data, model, self.config.api_key)
+                    chunk = _decode(data, model, self.config.api_key)
                     if (usage := chunk.get("usage")) is not None:
                         reported.append(_usage(usage, model))
                     for choice in chunk.get("choices") or ():
                         finished = finished or choice.get("finish_reason") is not None
                         if text := (choice.get("delta") or {}).get("content"):
                             yield Delta(text, 1)
-        except (openai.OpenAIError, httpx2.HTTPError, SSEError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise self._translate(exc, model) from exc
         if not finished:
             # A connection closed cleanly before the finish: the answer is incomplete.
@@ -196,34 +208,45 @@ class OpenAIEngine:
                 ModelUnavailable(f"{model}: the stream ended before the model finished"), None
             )
 
-    def _translate(
-        self, exc: openai.OpenAIError | httpx2.HTTPError | SSEError, model: str
-    ) -> Exception:
-        """Our error (or `_Retryable` wrapping it) for an SDK, HTTP or SSE failure; chain it
+    def _translate(self, exc: Exception, model: str) -> Exception:
+        """Our error (or `_Retryable` wrapping it) for a network or protocol failure; chain it
         with `from`."""
-        if isinstance(exc, httpx2.TimeoutException | openai.APITimeoutError):
+        if isinstance(exc, TimeoutError):  # aiohttp's connect and read timeouts included
             return InferenceTimeout(f"{model}: no answer within {self.config.timeout} s")
-        if isinstance(exc, openai.APIConnectionError):
+        if isinstance(exc, aiohttp.ClientConnectorError):
             return _Retryable(ModelUnavailable(f"{model}: cannot reach the provider"), None)
-        if isinstance(exc, httpx2.TransportError):
+        if isinstance(
+            exc,
+            aiohttp.ServerDisconnectedError | aiohttp.ClientOSError | aiohttp.ClientPayloadError,
+        ):
             failure = f"{model}: the connection to the provider broke ({type(exc).__name__})"
             return _Retryable(ModelUnavailable(failure), None)
-        if isinstance(exc, httpx2.HTTPError | SSEError):
-            return ModelUnavailable(f"{model}: the stream broke: {type(exc).__name__}")
-        if not isinstance(exc, openai.APIStatusError):
-            return ModelUnavailable(f"{model}: {self._summary(exc)}")
-        status = exc.status_code
+        if isinstance(exc, ValueError):  # aiohttp's "Chunk too big": a line over 128 KiB
+            return ModelUnavailable(f"{model}: the provider sent a malformed chunk")
+        return ModelUnavailable(f"{model}: the stream broke: {type(exc).__name__}")
+
+    def _refusal(
+        self, status: int, body: bytes, headers: Mapping[str, str], model: str
+    ) -> InferenceError | _Retryable:
+        """Our error for an HTTP refusal, with the provider's message (never the key)."""
         if status in (401, 403):
             return ModelUnavailable("provider refused the credentials")
-        summary = f"{model}: HTTP {status}: {self._summary(exc)}"
+        summary = f"{model}: HTTP {status}: {self._summary(body, status)}"
         if status in _RETRYABLE_STATUS or status >= 500:
-            return _Retryable(ModelUnavailable(summary), _retry_after(exc.response.headers))
+            return _Retryable(ModelUnavailable(summary), _retry_after(headers))
         return BadInput(summary)
 
-    def _summary(self, exc: openai.OpenAIError) -> str:
-        body = getattr(exc, "body", None)
-        message = body.get("message") if isinstance(body, dict) else None
-        text = " ".join(str(message or getattr(exc, "message", exc)).split())[:_SUMMARY_CHARS]
+    def _summary(self, body: bytes, status: int) -> str:
+        """The provider's `error.message` (or its text), on one line and capped."""
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            parsed = None
+        error = parsed.get("error") if isinstance(parsed, dict) else None
+        message = error.get("message") if isinstance(error, dict) else error
+        if message is None:
+            message = body.decode("utf-8", "replace") or f"status {status}"
+        text = " ".join(str(message).split())[:_SUMMARY_CHARS]
         return _redacted(text, self.config.api_key)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
@@ -233,23 +256,61 @@ class OpenAIEngine:
         # Half fixed, half random: spread clients that failed together, never retry at once.
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
-    def _connection(self) -> openai.AsyncOpenAI:
+    def _connection(self) -> aiohttp.ClientSession:
         if self._closed:
             raise ModelUnavailable("the OpenAI engine is closed")
         loop = asyncio.get_running_loop()
-        if self._client is None:
-            # The SDK's httpx pool belongs to the loop that opened it, hence lazily, in the loop.
-            self._client = openai.AsyncOpenAI(
-                api_key=self.config.api_key,
-                base_url=self.config.base_url,
-                organization=self.config.organization,
-                timeout=self.config.timeout,
-                max_retries=0,
+        if self._session is None:
+            # The session's pool belongs to the loop that opened it, hence lazily, in the loop.
+            timeout = self.config.timeout
+            self._session = aiohttp.ClientSession(
+                # One deadline per read (headers included) and for connecting, none in all:
+                # a long answer may stream for minutes.
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=timeout, sock_connect=timeout, sock_read=timeout
+                ),
+                # As many connections as streams (aiohttp's default caps them at 100).
+                connector=aiohttp.TCPConnector(limit=_MAX_CONNECTIONS),
+                trust_env=True,  # HTTPS_PROXY and NO_PROXY, as the SDK honoured them
             )
             self._loop = loop
         elif loop is not self._loop:
             raise RuntimeError("OpenAIEngine is bound to another event loop")
-        return self._client
+        return self._session
+
+
+async def event_data(lines: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """The `data` of each server-sent event in a stream of lines (the WHATWG event-stream
+    format: `data:` lines joined with newlines, dispatched by a blank line; comments and the
+    other fields are skipped, and an event the stream ends before dispatching is dropped).
+    Lines end in LF or CRLF; a lone CR is not taken as a line end."""
+    data: list[bytes] = []
+    async for raw in lines:
+        line = raw.rstrip(b"\n").removesuffix(b"\r")
+        if not line:
+            if data:
+                yield b"\n".join(data)
+                data = []
+            continue
+        name, _, value = line.partition(b":")
+        if name == b"data":
+            data.append(value[1:] if value[:1] == b" " else value)
+
+
+async def _error_body(response: aiohttp.ClientResponse) -> bytes:
+    """The start of a refusal's body: enough for its message, never a provider's megabytes."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size < _ERROR_BODY_BYTES:
+            chunk = await response.content.read(_ERROR_BODY_BYTES - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except (aiohttp.ClientError, TimeoutError):
+        pass  # what arrived is enough for a message
+    return b"".join(chunks)
 
 
 def _arguments(request: GenerationRequest) -> dict[str, Any]:
@@ -266,7 +327,7 @@ def _arguments(request: GenerationRequest) -> dict[str, Any]:
     return arguments
 
 
-def _decode(data: str, model: str, secret: str) -> dict[str, Any]:
+def _decode(data: bytes, model: str, secret: str) -> dict[str, Any]:
     """One chunk of the stream; a provider's mid-stream error event becomes ours."""
     try:
         chunk = orjson.loads(data)
@@ -293,7 +354,7 @@ def _usage(usage: Any, model: str) -> Usage:
         raise ModelUnavailable(f"{model}: the provider sent malformed usage") from exc
 
 
-def _retry_after(headers: Any) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds the provider asks us to wait (`retry-after-ms`, `Retry-After` seconds or date)."""
     try:
         milliseconds = headers.get("retry-after-ms")

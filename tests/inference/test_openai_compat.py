@@ -33,7 +33,7 @@ from inference.base import (
     Usage,
     count_tokens,
 )
-from inference.openai_compat import OpenAIConfig, OpenAIEngine
+from inference.openai_compat import OpenAIConfig, OpenAIEngine, event_data
 from tests.conftest import Server, free_port
 
 API_KEY = "sk-test-5f1d9c2a7e4b4e0f8a3c6d2b1e9f7a0c"
@@ -57,6 +57,7 @@ SLOW = "slow stream"
 MALFORMED = "malformed chunk"
 ERROR_EVENT = "error event mid-stream"
 RAGGED = "comments, CRLF and chunks split across reads"
+HUGE_REFUSAL = "a refusal with a megabyte of plain text"
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -119,6 +120,8 @@ class Provider:
             return _error(500, "internal error")
         if prompt == BAD_REQUEST:
             return _error(400, f"max_tokens is too large for key {API_KEY}")
+        if prompt == HUGE_REFUSAL:
+            return Response("no " * 400_000, status_code=422, media_type="text/plain")
         if prompt == UNAUTHORIZED:
             return _error(401, f"Incorrect API key provided: {API_KEY}")
         if prompt == STALL_HEADERS:
@@ -483,3 +486,34 @@ async def test_the_api_key_never_shows(
     shown += [text for error in errors for text in (str(error), repr(error))]
     assert len(errors) == 3
     assert not [text for text in shown if API_KEY in text]
+
+
+async def test_a_refusal_in_plain_text_is_summarised_from_its_start(engine: OpenAIEngine) -> None:
+    with pytest.raises(BadInput, match="HTTP 422: no no no") as caught:
+        await _deltas(engine, _request(HUGE_REFUSAL))
+
+    assert len(str(caught.value)) < 400  # the summary is capped, the body read only in part
+
+
+async def _lines(*lines: bytes) -> AsyncIterator[bytes]:
+    for line in lines:
+        yield line
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ([b"data: a\n", b"\n", b"data: b\n", b"\n"], [b"a", b"b"]),
+        ([b"data: one\r\n", b"data:two\r\n", b"\r\n"], [b"one\ntwo"]),  # joined; no space
+        ([b": keep-alive\n", b"event: x\n", b"id: 7\n", b"data: c\n", b"\n"], [b"c"]),
+        ([b"data:  two spaces\n", b"\n"], [b" two spaces"]),  # only one space is cut
+        ([b'data: {"a": "x: y"}\n', b"\n"], [b'{"a": "x: y"}']),
+        ([b"\n", b"\n", b"data: d\n", b"\n", b"\n"], [b"d"]),  # no empty events
+        ([b"data: done\n", b"\n", b"data: cut off\n"], [b"done"]),  # never dispatched
+        ([b"retry: 10\n", b"\n"], []),
+    ],
+)
+async def test_event_data_reads_the_event_stream_format(
+    lines: list[bytes], expected: list[bytes]
+) -> None:
+    assert [data async for data in event_data(_lines(*lines))] == expected
