@@ -62,12 +62,13 @@ class Feed:
             if check.done() and now - began >= self._poll:
                 del self._quiet_checks[creation_id]
 
-    async def publish(self, event: Event) -> None:
-        """Append to the log and notify live followers (one Redis round trip); this
-        process's own followers get it at once, without waiting for its pub/sub copy."""
-        message = await self.history.append(event)
-        if message:  # else pub/sub alone brings it
-            self.bus.deliver_here(keys.event_channel(event.creation_id), message)
+    async def publish(self, *events: Event) -> None:
+        """Append consecutive events of one creation to its log and notify live followers
+        (one Redis round trip); this process's own followers get them at once, without
+        waiting for their pub/sub copies."""
+        channel = keys.event_channel(events[0].creation_id)
+        for message in await self.history.append(*events):
+            self.bus.deliver_here(channel, message)
 
     async def follow(
         self,

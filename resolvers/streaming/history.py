@@ -30,27 +30,34 @@ _RETRY_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)  # about 4 s of retrying a drop
 _STALE = "equal or smaller than the target stream top item"
 # One atomic step: a refused XADD (stale seq) must not be published to live followers, nor
 # counted. A delta's tokens are added to the creation's running usage, which the log alone
-# cannot give once it is trimmed.
-# ARGV[7] is the seq: past the first event, the log must hold the one before (a larger top is
-# left to XADD, which refuses a stale producer). Returns the top seq when the log lost it.
-# ARGV[8] '1': only while no runner has claimed the creation (KEYS[4]), for queue notices.
+# cannot give once it is trimmed. Several consecutive events go in one step (`started` with
+# the first delta when the model is quicker than the start path).
+# KEYS: the log, the channel, the running usage, the claim. ARGV[1] maxlen, ARGV[2] ttl,
+# ARGV[3] '1': only while no runner has claimed the creation (KEYS[4]), for queue notices;
+# then four per event: seq, payload, prompt tokens, completion tokens. Past the first event,
+# the log must hold the one before the first (a larger top is left to XADD, which refuses a
+# stale producer). Returns the top seq when the log lost it.
 _APPEND = """
-local seq = tonumber(ARGV[7])
-if ARGV[8] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return {'claimed', 0} end
-if seq > 1 then
+local first = tonumber(ARGV[4])
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return {'claimed', 0} end
+if first > 1 then
   local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
   local top_seq = top and tonumber(string.match(top[1], '-(%d+)$')) or 0
-  if top_seq < seq - 1 then return {'lost', top_seq} end
+  if top_seq < first - 1 then return {'lost', top_seq} end
 end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], ARGV[1], 'e', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('PUBLISH', KEYS[2], ARGV[2])
-if ARGV[5] ~= '0' or ARGV[6] ~= '0' then
-  redis.call('HINCRBY', KEYS[3], 'p', ARGV[5])
-  redis.call('HINCRBY', KEYS[3], 'c', ARGV[6])
-  redis.call('EXPIRE', KEYS[3], ARGV[4])
+local counted = false
+for i = 4, #ARGV, 4 do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '0-' .. ARGV[i], 'e', ARGV[i + 1])
+  redis.call('PUBLISH', KEYS[2], ARGV[i + 1])
+  if ARGV[i + 2] ~= '0' or ARGV[i + 3] ~= '0' then
+    redis.call('HINCRBY', KEYS[3], 'p', ARGV[i + 2])
+    redis.call('HINCRBY', KEYS[3], 'c', ARGV[i + 3])
+    counted = true
+  end
 end
-return {'ok', seq}
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if counted then redis.call('EXPIRE', KEYS[3], ARGV[2]) end
+return {'ok', tonumber(ARGV[#ARGV - 3])}
 """
 # Rewrites a lost log, only while it still lacks what it replaces (KEYS[1] the log, KEYS[2]
 # the running usage). ARGV: ttl, prompt tokens, completion tokens, then (id, payload) pairs.
@@ -94,67 +101,45 @@ class History:
         self._rebuild = redis.register_script(_REBUILD)
         self._inline = inline_twin(redis)
 
-    async def append(self, event: Event, *, unclaimed: bool = False) -> str:
-        """Store `event` and publish it, and return it as published; raises StaleProducer if
-        its seq was taken (or, with `unclaimed`, once a runner has claimed the creation),
-        LogLost if the log lacks the event before it.
+    async def append(self, *events: Event, unclaimed: bool = False) -> list[str]:
+        """Store consecutive `events` of one creation and publish them, in one atomic step,
+        and return them as published; raises StaleProducer if the first seq was taken (or,
+        with `unclaimed`, once a runner has claimed the creation), LogLost if the log lacks
+        the event before the first.
 
         A dropped connection is retried for a few seconds (redis-py does not retry); a retry
-        that finds its seq taken checks whether the entry is its own earlier attempt."""
-        if event.seq < 1:
-            raise ValueError(f"seq starts at 1, got {event.seq}")
-        payload = event.encode()
-        log_key = keys.event_log(event.creation_id)
-        counted = (
-            (event.prompt_tokens, event.completion_tokens)
-            if event.kind is EventKind.DELTA
-            else (0, 0)
-        )
+        that finds its seq taken checks whether the entries are its own earlier attempt."""
+        first, last = events[0], events[-1]
+        payloads = [event.encode() for event in events]
+        args: list[str | int] = [self._maxlen, self._ttl, "1" if unclaimed else "0"]
+        for event, payload in zip(_consecutive(events), payloads, strict=True):
+            args += [event.seq, payload, *_counted(event)]
+        log_key = keys.event_log(first.creation_id)
+        names = [
+            log_key,
+            keys.event_channel(first.creation_id),
+            keys.running_usage(first.creation_id),
+            keys.claimed(first.creation_id),
+        ]
         for attempt, pause in enumerate((*_RETRY_PAUSES, None)):
             try:
-                names = [
-                    log_key,
-                    keys.event_channel(event.creation_id),
-                    keys.running_usage(event.creation_id),
-                    keys.claimed(event.creation_id),
-                ]
                 if self._inline is not None:
-                    outcome, top = _append_inline(
-                        self._inline,
-                        names,
-                        payload,
-                        seq=event.seq,
-                        maxlen=self._maxlen,
-                        ttl=self._ttl,
-                        counted=counted,
-                        unclaimed=unclaimed,
-                    )
+                    outcome, top = _append_inline(self._inline, names, args)
                 else:
-                    outcome, top = await self._append(
-                        keys=names,
-                        args=[
-                            f"0-{event.seq}",
-                            payload,
-                            self._maxlen,
-                            self._ttl,
-                            *counted,
-                            event.seq,
-                            "1" if unclaimed else "0",
-                        ],
-                    )
+                    outcome, top = await self._append(keys=names, args=args)
                 if _text(outcome) == "claimed":
-                    raise StaleProducer(f"{event.creation_id} was claimed by a runner")
+                    raise StaleProducer(f"{first.creation_id} was claimed by a runner")
                 if _text(outcome) == "lost":
-                    if attempt and await self._holds(log_key, event.seq, payload):
-                        return payload
-                    raise LogLost(event.creation_id, int(top))
-                return payload
+                    if attempt and await self._holds(log_key, last.seq, payloads[-1]):
+                        return payloads
+                    raise LogLost(first.creation_id, int(top))
+                return payloads
             except redis_errors.ResponseError as exc:
                 if _STALE not in str(exc):
                     raise ServiceUnavailable("the event log refused a write") from exc
-                if attempt and await self._holds(log_key, event.seq, payload):
-                    return payload  # the attempt whose answer was lost did land
-                raise StaleProducer(f"seq {event.seq} of {event.creation_id} exists") from exc
+                if attempt and await self._holds(log_key, last.seq, payloads[-1]):
+                    return payloads  # the attempt whose answer was lost did land
+                raise StaleProducer(f"seq {first.seq} of {first.creation_id} exists") from exc
             except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
                 if pause is None:
                     raise ServiceUnavailable("the event log is unreachable") from exc
@@ -243,34 +228,49 @@ class History:
         return 0 if event is None else event.seq
 
 
-def _append_inline(
-    client: Any,
-    names: list[str],
-    payload: str,
-    *,
-    seq: int,
-    maxlen: int,
-    ttl: int,
-    counted: tuple[int, int],
-    unclaimed: bool,
-) -> tuple[str, int]:
-    """`_APPEND` for an embedded server, step for step (see `inline_twin`)."""
+def _consecutive(events: tuple[Event, ...]) -> tuple[Event, ...]:
+    """`events`, if they are consecutive events of one creation from seq 1 on; else ValueError."""
+    first = events[0]
+    if first.seq < 1:
+        raise ValueError(f"seq starts at 1, got {first.seq}")
+    expected = [(first.creation_id, first.seq + n) for n in range(len(events))]
+    if [(e.creation_id, e.seq) for e in events] != expected:
+        raise ValueError("appended events must be consecutive events of one creation")
+    return events
+
+
+def _counted(event: Event) -> tuple[int, int]:
+    """The (prompt, completion) tokens an event adds to its creation's running usage."""
+    if event.kind is EventKind.DELTA:
+        return event.prompt_tokens, event.completion_tokens
+    return 0, 0
+
+
+def _append_inline(client: Any, names: list[str], args: list[str | int]) -> tuple[str, int]:
+    """`_APPEND` for an embedded server, step for step (see `inline_twin`), with its ARGV."""
     log_key, channel, usage_key, claimed_key = names
+    maxlen, ttl, unclaimed, entries = int(args[0]), int(args[1]), args[2] == "1", args[3:]
+    first = int(entries[0])
     if unclaimed and client.exists(claimed_key):
         return "claimed", 0
-    if seq > 1:
+    if first > 1:
         top = client.xrevrange(log_key, count=1)
         top_seq = int(_text(top[0][0]).rpartition("-")[2]) if top else 0
-        if top_seq < seq - 1:
+        if top_seq < first - 1:
             return "lost", top_seq
-    client.xadd(log_key, {_FIELD: payload}, id=f"0-{seq}", maxlen=maxlen, approximate=True)
+    counted = False
+    for index in range(0, len(entries), 4):
+        seq, payload, prompt, completion = entries[index : index + 4]
+        client.xadd(log_key, {_FIELD: payload}, id=f"0-{seq}", maxlen=maxlen, approximate=True)
+        client.publish(channel, payload)
+        if prompt != 0 or completion != 0:
+            client.hincrby(usage_key, "p", prompt)
+            client.hincrby(usage_key, "c", completion)
+            counted = True
     client.expire(log_key, ttl)
-    client.publish(channel, payload)
-    if any(counted):
-        client.hincrby(usage_key, "p", counted[0])
-        client.hincrby(usage_key, "c", counted[1])
+    if counted:
         client.expire(usage_key, ttl)
-    return "ok", seq
+    return "ok", int(entries[-4])
 
 
 @contextlib.contextmanager

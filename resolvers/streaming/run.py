@@ -111,6 +111,10 @@ class Production:
             self.room.set()
         return item
 
+    def ready(self) -> bool:
+        """Whether an item waits in the queue (`next` would not wait)."""
+        return self.queue is not None and not self.queue.empty()
+
     def cancel_pump(self) -> None:
         if self.pump is not None and not self.pump.done():
             self.pump.cancel()
@@ -132,6 +136,9 @@ class Run:
     fraction: float = 0.0  # of the last progress event
     result: dict[str, Any] | None = None
     unconfirmed: Event | None = None  # written to the log, its answer not yet read
+    # `started`, held to go out in one write with the next event: the model's first piece
+    # was already waiting when the run began (`Runner._start`).
+    held: Event | None = None
     began: float = field(default_factory=time.monotonic)
     first_token: float | None = None
     # (seq, monotonic time) last saved in the row; the claim saved it RUNNING at seq 0

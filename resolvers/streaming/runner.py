@@ -295,7 +295,12 @@ class Runner:
                 # Start the model first: `started` is written while it makes the first token.
                 state.production.start(self._model_pieces(creation, state))
         if state.seq == 0:
-            await self._emit(state, EventKind.STARTED, model=creation.model)
+            if state.production.ready():
+                # The model was quicker than the start path (a prestarted fast run): `started`
+                # goes out with the first delta, in one write.
+                state.held = Event(state.creation_id, 1, EventKind.STARTED, model=creation.model)
+            else:
+                await self._emit(state, EventKind.STARTED, model=creation.model)
 
     async def _model_pieces(self, creation: Creation, state: Run) -> AsyncIterator[Piece]:
         """The tool's pieces from the creation's engine, chosen once the pump runs (a failure
@@ -314,6 +319,7 @@ class Runner:
         interval = self._batching.interval
         batch = state.production.batch
         while True:
+            await self._emit_held(state, unless_ready=True)
             deadline = batch.last_flush + interval if batch.pending else None
             try:
                 async with asyncio.timeout_at(_loop_time(deadline)):
@@ -408,6 +414,9 @@ class Runner:
             metrics.TIME_TO_FIRST_TOKEN.labels(tool, backend).observe(
                 state.first_token - state.began
             )
+        # This process's followers were handed the delta (`Feed.publish`): they send it before
+        # the run goes on with what waits (the rest of a burst, or the row's final save).
+        await asyncio.sleep(0)
 
     async def _finish(
         self,
@@ -492,16 +501,28 @@ class Runner:
         await self._emit(state, kind, code=code, message=message)
 
     async def _emit(self, state: Run, kind: EventKind, **fields: Any) -> None:
+        """Write the next event (after the held `started`, if any, in the same write)."""
+        held = [state.held] if state.held is not None else []
         # The seq moves only once the event is in the log: a failed write leaves no hole.
-        event = Event(creation_id=state.creation_id, seq=state.seq + 1, kind=kind, **fields)
+        event = Event(
+            creation_id=state.creation_id, seq=state.seq + len(held) + 1, kind=kind, **fields
+        )
         state.unconfirmed = event  # until the log says so: a cancel may cut the answer off
         try:
-            await self._feed.publish(event)
-        except LogLost as lost:
+            await self._feed.publish(*held, event)
+        except LogLost as lost:  # never with `started` held: it is seq 1, which needs no top
             await self._rebuild_log(state, lost.top)
             await self._feed.publish(event)
-        state.seq = event.seq
+        state.seq, state.held = event.seq, None
         state.unconfirmed = None
+
+    async def _emit_held(self, state: Run, *, unless_ready: bool = False) -> None:
+        """Write the held `started` alone (`unless_ready`: unless an item waits, which it
+        can go out with)."""
+        if state.held is None or (unless_ready and state.production.ready()):
+            return
+        held, state.held = state.held, None
+        await self._emit(state, held.kind, model=held.model)
 
     async def _rebuild_log(self, state: Run, top: int) -> None:
         """Write the lost log again from this run's memory: `started`, then one delta with
@@ -541,7 +562,7 @@ class Runner:
                 return
         except ServiceUnavailable:
             return  # unknown: the row keeps only what is known to be streamed
-        state.seq = event.seq
+        state.seq, state.held = event.seq, None  # a held `started` went with it
         if event.kind is EventKind.DELTA:
             state.text.append(event.text)
 

@@ -75,6 +75,18 @@ async def test_appends_store_publish_count_and_refuse_alike(redis: Redis, fake: 
                         history.append(Event("d", 1, EventKind.STARTED), unclaimed=True)
                     ),
                 ]
+                started = Event("e", 1, EventKind.STARTED, model="m")
+                first = Event("e", 2, EventKind.DELTA, text="z", completion_tokens=2)
+                outcomes += [
+                    await _outcome(history.append(started, first)),  # one write for both
+                    await _outcome(history.append(first, Event("e", 3, EventKind.COMPLETED))),
+                    await _outcome(
+                        history.append(
+                            Event("e", 7, EventKind.DELTA, text="q", completion_tokens=1),
+                            Event("e", 8, EventKind.COMPLETED),
+                        )
+                    ),
+                ]
                 await history.claim("d")
                 outcomes.append(
                     await _outcome(
@@ -93,12 +105,29 @@ async def test_appends_store_publish_count_and_refuse_alike(redis: Redis, fake: 
             await history.usage("c"),
             await history.read("d", after=0),
             0 < ttl <= 60,
+            await history.read("e", after=0),
+            await history.usage("e"),
         ]
 
-    outcomes, heard, logged, usage, other, expiring = await _both(redis, fake, scenario)
-    assert outcomes == ["ok", "ok", "stale", "lost at 2", "ok", "stale"]
+    outcomes, heard, logged, usage, other, expiring, both, both_usage = await _both(
+        redis, fake, scenario
+    )
+    assert outcomes == ["ok", "ok", "stale", "lost at 2", "ok", "ok", "stale", "lost at 2", "stale"]
+    assert [(e.seq, e.kind) for e in both] == [(1, EventKind.STARTED), (2, EventKind.DELTA)]
+    assert both_usage == (0, 2)
     assert heard == logged and [e.seq for e in logged] == [1, 2]
     assert usage == (5, 1) and [e.seq for e in other] == [1] and expiring
+
+
+async def test_an_append_takes_only_consecutive_events_of_one_creation(fake: Redis) -> None:
+    history = History(fake, maxlen=100, ttl_seconds=60)
+    for events in (
+        [Event("c", 1, EventKind.STARTED), Event("c", 3, EventKind.COMPLETED)],
+        [Event("c", 1, EventKind.STARTED), Event("d", 2, EventKind.COMPLETED)],
+    ):
+        with pytest.raises(ValueError, match="consecutive"):
+            await history.append(*events)
+    assert await history.read("c", after=0) == [] and await history.read("d", after=0) == []
 
 
 async def test_the_rate_limit_counts_alike(redis: Redis, fake: Redis) -> None:

@@ -239,12 +239,12 @@ async def test_a_failing_log_write_still_ends_the_stream(settings: Settings) -> 
         real_append = history.append
         calls = 0
 
-        async def flaky_append(event: Event) -> None:
+        async def flaky_append(*events: Event, unclaimed: bool = False) -> list[str]:
             nonlocal calls
             calls += 1
             if calls == 3:
                 raise ServiceUnavailable("redis hiccup")
-            await real_append(event)
+            return await real_append(*events, unclaimed=unclaimed)
 
         history.append = flaky_append  # type: ignore[method-assign]
         status = await core.runner.run(str(creation.id))
@@ -367,11 +367,12 @@ async def test_a_write_cut_off_by_a_cancel_is_kept_and_the_ending_follows_it(
         real_append = history.append
         landed = asyncio.Event()
 
-        async def answer_lost(event: Event) -> None:
-            await real_append(event)
-            if event.kind is EventKind.DELTA and not landed.is_set():
+        async def answer_lost(*events: Event, unclaimed: bool = False) -> list[str]:
+            written = await real_append(*events, unclaimed=unclaimed)
+            if events[-1].kind is EventKind.DELTA and not landed.is_set():
                 landed.set()
                 await asyncio.sleep(3600)  # the answer never comes before the cancel
+            return written
 
         history.append = answer_lost  # type: ignore[method-assign]
         core.runner.spawn(creation)
@@ -411,10 +412,10 @@ async def test_batches_grow_when_log_writes_slow_down(settings: Settings) -> Non
         history = core.feed.history
         real_append = history.append
 
-        async def slow_append(event: Event, *, unclaimed: bool = False) -> str:
-            if event.kind is EventKind.DELTA:
+        async def slow_append(*events: Event, unclaimed: bool = False) -> list[str]:
+            if any(event.kind is EventKind.DELTA for event in events):
                 await asyncio.sleep(0.06)  # longer than the 40 ms batching interval
-            return await real_append(event, unclaimed=unclaimed)
+            return await real_append(*events, unclaimed=unclaimed)
 
         history.append = slow_append  # type: ignore[method-assign]
         assert await core.runner.run(str(creation.id)) is CreationStatus.COMPLETED
@@ -451,10 +452,11 @@ async def test_a_waiting_batch_goes_out_when_its_interval_ends(settings: Setting
         real_append = history.append
         written: list[tuple[str, int]] = []
 
-        async def noting_append(event: Event, *, unclaimed: bool = False) -> str:
-            if event.kind is EventKind.DELTA:
-                written.append((event.text, engine.yielded))
-            return await real_append(event, unclaimed=unclaimed)
+        async def noting_append(*events: Event, unclaimed: bool = False) -> list[str]:
+            for event in events:
+                if event.kind is EventKind.DELTA:
+                    written.append((event.text, engine.yielded))
+            return await real_append(*events, unclaimed=unclaimed)
 
         history.append = noting_append  # type: ignore[method-assign]
         assert await core.runner.run(str(creation.id)) is CreationStatus.COMPLETED

@@ -56,9 +56,9 @@ async def test_a_spawned_run_starts_its_model_before_it_writes(settings: Setting
         history = core.feed.history
         real_append = history.append
 
-        async def noting_append(event: Event, *, unclaimed: bool = False) -> str:
-            order.append(event.kind.value)
-            return await real_append(event, unclaimed=unclaimed)
+        async def noting_append(*events: Event, unclaimed: bool = False) -> list[str]:
+            order.extend(event.kind.value for event in events)
+            return await real_append(*events, unclaimed=unclaimed)
 
         history.append = noting_append  # type: ignore[method-assign]
         # given a fresh run handed to the runner
@@ -69,6 +69,42 @@ async def test_a_spawned_run_starts_its_model_before_it_writes(settings: Setting
     assert order[:2] == ["model", "started"]
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert events[0].kind is EventKind.STARTED and events[-1].kind is EventKind.COMPLETED
+
+
+@pytest.mark.parametrize(
+    ("token_delay", "writes"),
+    [
+        # the model was quicker than the run's start: `started` goes with the first delta
+        (0, [["started", "delta"]]),
+        # a slow model: `started` goes at once, alone
+        (0.3, [["started"], ["delta"]]),
+    ],
+)
+async def test_started_goes_with_the_first_delta_only_when_that_waits_already(
+    settings: Settings, token_delay: float, writes: list[list[str]]
+) -> None:
+    written: list[list[str]] = []
+    async with core_with(settings, DevEngine(token_delay=token_delay)) as core:
+        creation = await new_creation("together", 5)
+        await Creation.filter(id=creation.id).update(status=CreationStatus.RUNNING)
+        history = core.feed.history
+        real_append = history.append
+
+        async def noting_append(*events: Event, unclaimed: bool = False) -> list[str]:
+            written.append([event.kind.value for event in events])
+            return await real_append(*events, unclaimed=unclaimed)
+
+        history.append = noting_append  # type: ignore[method-assign]
+        follower = follow_started(creation, feed=core.feed, queue=NO_JOBS, outputs=core.outputs)
+        first = asyncio.ensure_future(anext(follower))  # it follows from before the start
+        await asyncio.sleep(0.05)
+        assert await core.runner.spawn(creation) is CreationStatus.COMPLETED
+        received = [await asyncio.wait_for(first, 5)] + [event async for event in follower]
+        stored = await logged(core, str(creation.id))
+    assert written[: len(writes)] == writes
+    # and a live follower gets every event once, in order, whichever way they were written
+    assert [e.seq for e in received] == [e.seq for e in stored] == list(range(1, len(stored) + 1))
+    assert received[0].kind is EventKind.STARTED and received[-1].kind is EventKind.COMPLETED
 
 
 async def test_a_new_creations_follower_goes_straight_to_the_live_tail(
@@ -263,10 +299,11 @@ async def test_the_first_token_of_a_burst_leaves_before_the_rest_is_read(
         history = core.feed.history
         real_append = history.append
 
-        async def noting_append(event: Event, *, unclaimed: bool = False) -> str:
-            if event.kind is EventKind.DELTA and engine.at_first_delta is None:
+        async def noting_append(*events: Event, unclaimed: bool = False) -> list[str]:
+            delta = any(event.kind is EventKind.DELTA for event in events)
+            if delta and engine.at_first_delta is None:
                 engine.at_first_delta = engine.yielded
-            return await real_append(event, unclaimed=unclaimed)
+            return await real_append(*events, unclaimed=unclaimed)
 
         history.append = noting_append  # type: ignore[method-assign]
         task = core.runner.spawn(creation)
