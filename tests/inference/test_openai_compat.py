@@ -33,7 +33,7 @@ from inference.base import (
     Usage,
     count_tokens,
 )
-from inference.openai_compat import OpenAIConfig, OpenAIEngine, event_data
+from inference.openai_compat import OpenAIConfig, OpenAIEngine, env_proxy, event_data
 from tests.conftest import Server, free_port
 
 API_KEY = "sk-test-5f1d9c2a7e4b4e0f8a3c6d2b1e9f7a0c"
@@ -517,3 +517,15 @@ async def test_event_data_reads_the_event_stream_format(
     lines: list[bytes], expected: list[bytes]
 ) -> None:
     assert [data async for data in event_data(_lines(*lines))] == expected
+
+
+def test_the_proxy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    assert env_proxy("https://api.example.com/v1/chat/completions") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,.cluster.local")
+    assert env_proxy("https://api.example.com/v1/chat/completions") == "http://proxy.internal:3128"
+    assert env_proxy("http://api.example.com/v1") is None  # no HTTP_PROXY
+    assert env_proxy("https://llm.ns.svc.cluster.local/v1") is None  # NO_PROXY covers it
