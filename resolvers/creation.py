@@ -97,12 +97,14 @@ async def start_creation(
         masked=masked,
     )
     # A fast request that no stored answer can serve (it pins no seed), and that no identical
-    # run in flight can serve either, starts its model now, while it is screened, admitted
-    # and stored (the model reads the input as it is: screening refuses, it never rewrites).
-    # It is abandoned if refused, or if an identical request got in flight meanwhile. A
-    # reproducible one asks the cache first, so a hit costs no model work.
+    # run in flight in this process can serve either, starts its model now, while it is
+    # screened, admitted and stored (the model reads the input as it is: screening refuses,
+    # it never rewrites). It is abandoned if refused, or if `source_for` finds an identical
+    # run in flight (in another process, or one that began meanwhile): asking Redis first
+    # would put a round trip before every model's start. A reproducible request asks the
+    # cache first, so a hit costs no model work.
     prestart = None
-    if fast and not reproducible(data) and not await cache.in_flight(key):
+    if fast and not reproducible(data) and not cache.running_here(key):
         prestart = runner.prestart(creation)
         await asyncio.sleep(0)  # the model's task hands its work to the engine before we go on
     try:

@@ -53,6 +53,12 @@ end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then return {'mine', ''} end
 return {'running', redis.call('GET', KEYS[2]) or ''}
 """
+# Forget the run in flight for a key, if it is still the given creation's.
+_FORGET = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_RUNS_HERE_KEPT = 10_000  # keys of runs in flight in this process, before the hint resets
 _REPLAY_CHARS = 256  # a cached answer is replayed in chunks of about this size
 HANDED_OVER = "HANDED_OVER"  # the code of a cancelled source's ending whose run goes on
 _ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError)
@@ -94,7 +100,10 @@ class Cache:
         self._default_ttl = default_ttl
         self._scope = scope
         self._lookup = redis.register_script(_LOOKUP)
+        self._forget = redis.register_script(_FORGET)
         self._inline = inline_twin(redis)
+        # Keys whose run in flight this process claimed, and its creation: `running_here`.
+        self._here: dict[str, str] = {}
 
     def key(
         self, tool: str, data: Mapping[str, Any], model: str, *, owner: str, personal: bool
@@ -120,16 +129,17 @@ class Cache:
                 )
         except _ERRORS:
             return None
-        return None if _text(kind) == "mine" or not source else _text(source)
+        if _text(kind) == "mine":
+            if len(self._here) >= _RUNS_HERE_KEPT:
+                self._here.clear()  # only a hint: runs lost from it are still shared
+            self._here[key] = creation_id
+            return None
+        return _text(source) or None
 
-    async def in_flight(self, key: str) -> bool:
-        """Whether a run for `key` is in flight now (a hint: `source_for` decides)."""
-        try:
-            if self._inline is not None:
-                return bool(self._inline.exists(keys.in_flight(key)))
-            return bool(await self._redis.exists(keys.in_flight(key)))
-        except _ERRORS:
-            return False
+    def running_here(self, key: str) -> bool:
+        """Whether this process runs `key`'s run in flight: a hint with no round trip
+        (`source_for` decides, and also finds runs in flight in other processes)."""
+        return key in self._here
 
     async def finished(self, creation: Creation, tool: str, *, reusable: bool = True) -> None:
         """Called when a run ends: remember a completed reproducible answer (unless it is not
@@ -143,18 +153,19 @@ class Cache:
                 await self._redis.set(
                     keys.cache_entry(creation.cache_key), str(creation.id), ex=ttl
                 )
-            if _text(await self._redis.get(keys.in_flight(creation.cache_key)) or b"") == str(
-                creation.id
-            ):
-                await self._redis.delete(keys.in_flight(creation.cache_key))
         except _ERRORS:
             pass  # the entry expires on its own
+        await self.release(creation.cache_key, str(creation.id))
 
     async def release(self, key: str, creation_id: str) -> None:
         """No new request shares `creation_id`'s run from now on."""
+        if self._here.get(key) == creation_id:
+            del self._here[key]
         with contextlib.suppress(*_ERRORS):
-            if _text(await self._redis.get(keys.in_flight(key)) or b"") == creation_id:
-                await self._redis.delete(keys.in_flight(key))
+            if self._inline is not None:
+                _forget_inline(self._inline, keys.in_flight(key), creation_id)
+            else:
+                await self._forget(keys=[keys.in_flight(key)], args=[creation_id])
 
     async def keep_shared_result(self, source_id: str, result: Mapping[str, Any]) -> None:
         """The structured result of a run that went on for its copies."""
@@ -262,6 +273,13 @@ def _lookup_inline(
     if client.set(in_flight, creation_id, nx=True, ex=_IN_FLIGHT_SECONDS):
         return "mine", ""
     return "running", client.get(in_flight) or ""
+
+
+def _forget_inline(client: Any, in_flight: str, creation_id: str) -> int:
+    """`_FORGET` for an embedded server, step for step (see `embedded_redis.inline_twin`)."""
+    if _text(client.get(in_flight) or b"") == creation_id:
+        return int(client.delete(in_flight))
+    return 0
 
 
 def _text(value: str | bytes) -> str:

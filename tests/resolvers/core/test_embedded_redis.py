@@ -163,6 +163,26 @@ async def test_the_cache_lookup_answers_alike(redis: Redis, fake: Redis) -> None
     assert await _both(redis, fake, scenario) == [None, "first", None, "done", "first"]
 
 
+async def test_releasing_a_run_in_flight_frees_only_ones_own_alike(
+    redis: Redis, fake: Redis
+) -> None:
+    async def scenario(client: Redis) -> list[Any]:
+        cache = Cache(client, ttl_seconds={}, default_ttl=60)
+        await cache.source_for("k", {"seed": None}, "first")  # claims the key
+        mine_before = cache.running_here("k")
+        await cache.release("k", "second")  # not its run: nothing changes
+        held = await client.get(keys.in_flight("k"))
+        await cache.release("k", "first")
+        return [
+            mine_before,
+            held,
+            await client.exists(keys.in_flight("k")),
+            cache.running_here("k"),
+        ]
+
+    assert await _both(redis, fake, scenario) == [True, b"first", 0, False]
+
+
 async def test_an_inline_append_does_not_wait_for_the_loop(fake: Redis) -> None:
     # Nothing else runs between its steps: it is as atomic as the script it replaces.
     history = History(fake, maxlen=100, ttl_seconds=60)
