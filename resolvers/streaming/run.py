@@ -38,7 +38,15 @@ class Queued:
     position: int
 
 
-PieceQueue = asyncio.Queue[Piece | End | HandOver | Queued]
+@dataclass(frozen=True)
+class Due:
+    """Queued when a waiting batch's interval ends: time to send it. `batch` is the batch
+    it was set for (`Batch.number`): one sent meanwhile makes it stale."""
+
+    batch: int
+
+
+PieceQueue = asyncio.Queue[Piece | End | HandOver | Queued | Due]
 # Items that may wait for the producer: there, the pump stops reading the model (an upstream's
 # burst then waits in its socket, not in our memory) until half of them are taken.
 PIECES_AHEAD = 64
@@ -51,6 +59,7 @@ class Batch:
     pending: list[Delta] = field(default_factory=list)
     tokens: int = 0
     last_flush: float = 0.0  # time.monotonic() of the last flush
+    number: int = 0  # of the batch that waits: `take` moves it on
 
     def add(self, delta: Delta) -> None:
         self.pending.append(delta)
@@ -61,6 +70,7 @@ class Batch:
         text, tokens = "".join(d.text for d in self.pending), self.tokens
         self.pending.clear()
         self.tokens = 0
+        self.number += 1
         return text, tokens
 
 
@@ -95,6 +105,7 @@ class Production:
     hand_over: bool = False  # cancelled while copies follow: go on for them (`_hand_over`)
     shared: bool = False  # producing the run that went on for the copies of a cancelled source
     room: asyncio.Event = field(default_factory=asyncio.Event)  # set: the pump may read on
+    due: asyncio.TimerHandle | None = None  # queues the waiting batch's `Due`
 
     def start(self, pieces: AsyncIterator[Piece]) -> PieceQueue:
         """Start the pump: the tool's pieces go into a new `queue` as they come, at most
@@ -103,7 +114,25 @@ class Production:
         self.pump = _start_pump(pieces, self.queue, self.room)
         return self.queue
 
-    async def next(self) -> Piece | End | HandOver | Queued:
+    def due_at(self, when: float) -> None:
+        """Queue a `Due` for the waiting batch at `when` (a time.monotonic), unless one is
+        set already: one timer per batch, not a timeout around every wait for a piece."""
+        if self.due is not None or self.queue is None:
+            return
+        loop = asyncio.get_running_loop()
+        at = loop.time() + (when - time.monotonic())
+        self.due = loop.call_at(at, self._queue_due, self.queue, self.batch.number)
+
+    def _queue_due(self, queue: PieceQueue, batch: int) -> None:
+        self.due = None
+        queue.put_nowait(Due(batch))
+
+    def cancel_due(self) -> None:
+        if self.due is not None:
+            self.due.cancel()
+            self.due = None
+
+    async def next(self) -> Piece | End | HandOver | Queued | Due:
         """The next item of the queue; once half of a full queue is taken, the pump goes on."""
         assert self.queue is not None, "start the pump (or make the queue) first"
         item = await self.queue.get()
@@ -116,6 +145,7 @@ class Production:
         return self.queue is not None and not self.queue.empty()
 
     def cancel_pump(self) -> None:
+        self.cancel_due()
         if self.pump is not None and not self.pump.done():
             self.pump.cancel()
 

@@ -53,7 +53,7 @@ from resolvers.streaming.cache import HANDED_OVER, Cache, sharers
 from resolvers.streaming.events import Event, EventKind, complete, is_queue_notice, queue_notice
 from resolvers.streaming.feed import Feed
 from resolvers.streaming.history import LogLost, StaleProducer
-from resolvers.streaming.run import Diverged, End, HandOver, Queued, Resume, Run
+from resolvers.streaming.run import Diverged, Due, End, HandOver, Queued, Resume, Run
 from resolvers.tools import TOOLS
 
 log = logging.getLogger(__name__)
@@ -316,48 +316,48 @@ class Runner:
             await close_stream(pieces)
 
     async def _produce(self, state: Run) -> CreationStatus:
-        interval = self._batching.interval
         batch = state.production.batch
         while True:
             await self._emit_held(state, unless_ready=True)
-            deadline = batch.last_flush + interval if batch.pending else None
-            try:
-                async with asyncio.timeout_at(_loop_time(deadline)):
-                    item = await state.production.next()
-            except TimeoutError:
-                await self._flush(state)
-                continue
+            if batch.pending:
+                state.production.due_at(batch.last_flush + self._batching.interval)
+            item = await state.production.next()
             if state.production.hand_over:
                 await self._hand_over(state)
-            if isinstance(item, HandOver):
-                continue
             if isinstance(item, End):
                 await self._flush(state)
                 return await self._end(state, item.error)
-            if isinstance(item, Delta):
-                state.usage += Usage(item.prompt_tokens, item.tokens)
-                batch.add(item)
-                leading = time.monotonic() - batch.last_flush >= interval
-                if leading or batch.tokens >= self._batching.max_tokens:
-                    await self._flush(state)
-            elif isinstance(item, Stage):
+            await self._take(state, item)
+
+    async def _take(self, state: Run, item: Piece | HandOver | Queued | Due) -> None:
+        """One item of the run's queue that does not end it."""
+        batch = state.production.batch
+        if isinstance(item, Due):
+            if item.batch == batch.number:  # else that batch went out meanwhile
                 await self._flush(state)
-                # a retry passes the stages already sent
-                if item.fraction > state.production.resume.skip_fraction:
-                    state.fraction = item.fraction
-                    await self._emit(
-                        state, EventKind.PROGRESS, fraction=item.fraction, stage=item.name
-                    )
-            elif isinstance(item, Queued):
+        elif isinstance(item, Delta):
+            state.usage += Usage(item.prompt_tokens, item.tokens)
+            batch.add(item)
+            leading = time.monotonic() - batch.last_flush >= self._batching.interval
+            if leading or batch.tokens >= self._batching.max_tokens:
                 await self._flush(state)
-                notice = queue_notice(state.creation_id, 0, item.position, state.fraction)
-                await self._emit(
-                    state, EventKind.PROGRESS, fraction=notice.fraction, stage=notice.stage
-                )
-            elif isinstance(item, Structured):
-                state.result = dict(item.data)
-            else:
-                state.usage += item
+        elif isinstance(item, Stage):
+            await self._flush(state)
+            # a retry passes the stages already sent
+            if item.fraction > state.production.resume.skip_fraction:
+                state.fraction = item.fraction
+                await self._emit(state, EventKind.PROGRESS, fraction=item.fraction, stage=item.name)
+        elif isinstance(item, Queued):
+            await self._flush(state)
+            notice = queue_notice(state.creation_id, 0, item.position, state.fraction)
+            await self._emit(
+                state, EventKind.PROGRESS, fraction=notice.fraction, stage=notice.stage
+            )
+        elif isinstance(item, Structured):
+            state.result = dict(item.data)
+        elif isinstance(item, Usage):
+            state.usage += item
+        # a HandOver only woke the loop: `_produce` handed the run over already
 
     async def _end(self, state: Run, error: BaseException | None) -> CreationStatus:
         if error is None:
@@ -381,6 +381,7 @@ class Runner:
 
     async def _flush(self, state: Run) -> None:
         batch = state.production.batch
+        state.production.cancel_due()
         batch.last_flush = time.monotonic()
         if not batch.pending:
             return
@@ -721,10 +722,3 @@ def _uncancel() -> None:
     task = asyncio.current_task()
     if task is not None:
         task.uncancel()
-
-
-def _loop_time(deadline: float | None) -> float | None:
-    """Convert a time.monotonic deadline into the running loop's clock."""
-    if deadline is None:
-        return None
-    return asyncio.get_running_loop().time() + (deadline - time.monotonic())
