@@ -294,12 +294,24 @@ def follow_started(
     creation: Creation, *, feed: Feed, queue: JobQueue, outputs: Outputs
 ) -> AsyncGenerator[Event, None]:
     """Every event of a creation the caller has just started: the row in hand is theirs, so
-    there is no second read of it on the way to the first token."""
-    return _follow(creation, 0, feed, queue, outputs)
+    there is no second read of it on the way to the first token.
+
+    A fast run (RUNNING: spawned by `start_creation` in this process) is followed `fresh`:
+    begun before the event loop's next turn, the follower listens before the run writes its
+    first event, and takes every event from this process at once (no subscribe or log read
+    first). Begun later, it finds the gap and reads the log: slower, never wrong."""
+    fresh = creation.status is CreationStatus.RUNNING
+    return _follow(creation, 0, feed, queue, outputs, fresh=fresh)
 
 
 async def _follow(
-    creation: Creation, after: int, feed: Feed, queue: JobQueue, outputs: Outputs
+    creation: Creation,
+    after: int,
+    feed: Feed,
+    queue: JobQueue,
+    outputs: Outputs,
+    *,
+    fresh: bool = False,
 ) -> AsyncGenerator[Event, None]:
     creation_id = str(creation.id)
     if creation.status.terminal and await feed.history.last_seq(creation_id) < creation.last_seq:
@@ -318,7 +330,8 @@ async def _follow(
 
     while True:
         try:
-            async for event in feed.follow(creation_id, after=after, on_quiet=on_quiet):
+            events = feed.follow(creation_id, after=after, on_quiet=on_quiet, fresh=fresh)
+            async for event in events:
                 yield event
             return
         except EventsLost as lost:
@@ -334,7 +347,7 @@ async def _follow(
                 raise
             for event in _checkpointed(creation, output, lost.after, lost.chars):
                 yield event
-            after = creation.last_seq  # the log goes on from the checkpoint
+            after, fresh = creation.last_seq, False  # the log goes on from the checkpoint
 
 
 async def _until_ended(

@@ -220,9 +220,10 @@ class Bus:
     def deliver_here(self, channel: str, message: str) -> None:
         """Offer a message this process just published to its own listeners of `channel` now,
         rather than after the round trip through Redis; its pub/sub copy is then skipped.
-        (A listener that starts in between reads the log, which already holds the event.)"""
+        (A listener that starts in between reads the log, which already holds the event.)
+        Listeners whose subscription is not confirmed yet get it too: it does not need Redis."""
         state = self._channels.get(channel)
-        if state is None or not state.ready.is_set():
+        if state is None:
             return
         if len(state.delivered) >= _DELIVERED_KEPT:
             del state.delivered[next(iter(state.delivered))]
@@ -231,8 +232,10 @@ class Bus:
             listener.offer(message)
 
     @contextlib.asynccontextmanager
-    async def listen(self, channel: str) -> AsyncIterator[Listener]:
-        """Receive the channel's messages published after this returns."""
+    async def listen(self, channel: str, *, subscribed: bool = True) -> AsyncIterator[Listener]:
+        """Receive the channel's messages published after this returns. With `subscribed`
+        False it returns before Redis confirmed the subscription: this process's own
+        messages (`deliver_here`) arrive at once, other processes' only once it is."""
         listener = Listener(self._listener_maxsize)
         async with self._lock:
             state = self._channels.get(channel)
@@ -241,7 +244,8 @@ class Bus:
                 state.task = asyncio.create_task(self._pump(channel, state), name=f"bus:{channel}")
             state.listeners.add(listener)
         try:
-            await state.ready.wait()
+            if subscribed:
+                await state.ready.wait()
             yield listener
         finally:
             async with self._lock:

@@ -76,31 +76,36 @@ class Feed:
         *,
         after: int = 0,
         on_quiet: Callable[[int], Awaitable[None]] | None = None,
+        fresh: bool = False,
     ) -> AsyncIterator[Event]:
         """Every event with seq > `after`, in order, ending with the terminal one.
 
         `on_quiet(last_seq)` runs whenever nothing arrived for a poll interval (a hook to
-        notice a producer that died).
+        notice a producer that died). `fresh`: the creation's run is produced in this process
+        and has written nothing yet (see `creation.follow_started`). The follower then takes
+        this process's deliveries at once, without waiting for Redis to confirm its
+        subscription nor reading the empty log first; a gap or a quiet spell still sends it
+        to the log, so a run that did write before the follower listened is followed all the
+        same.
         """
         cursor = _Cursor(after)
-        async with self.bus.listen(keys.event_channel(creation_id)) as listener:
+        channel = keys.event_channel(creation_id)
+        async with self.bus.listen(channel, subscribed=not fresh) as listener:
+            read_first = not fresh
             while True:
-                page = await self.history.read(creation_id, after=cursor.last, count=PAGE)
-                _raise_if_cancelled()
-                for stored in coalesce(page):
-                    event = cursor.advance(stored)
-                    yield event
-                    if event.terminal:
-                        return
-                if len(page) == PAGE:
-                    continue  # the log may hold more
-                if not page and cursor.last > 0:
-                    # Nothing after a cursor: the client may already have the ending. (From
-                    # the start, an empty log has none: a new creation's follower goes
-                    # straight to the live tail, one round trip fewer before its first event.)
-                    tail = await self.history.last_event(creation_id)
-                    if tail is not None and tail.terminal:
+                if read_first:
+                    page = await self.history.read(creation_id, after=cursor.last, count=PAGE)
+                    _raise_if_cancelled()
+                    for stored in coalesce(page):
+                        event = cursor.advance(stored)
+                        yield event
+                        if event.terminal:
+                            return
+                    if len(page) == PAGE:
+                        continue  # the log may hold more
+                    if not page and cursor.last > 0 and await self._ended(creation_id):
                         return  # the client already has the ending (after >= its seq)
+                read_first = True
                 while True:
                     message = await listener.get(timeout=self._poll)
                     _raise_if_cancelled()
@@ -116,6 +121,13 @@ class Feed:
                     yield cursor.advance(event)
                     if event.terminal:
                         return
+
+    async def _ended(self, creation_id: str) -> bool:
+        """Whether the log ends with a terminal event. Asked only after a cursor: from the
+        start, an empty log has none (a new creation's follower goes straight to the live
+        tail, one round trip fewer before its first event)."""
+        tail = await self.history.last_event(creation_id)
+        return tail is not None and tail.terminal
 
 
 class _Cursor:

@@ -107,6 +107,39 @@ async def test_started_goes_with_the_first_delta_only_when_that_waits_already(
     assert received[0].kind is EventKind.STARTED and received[-1].kind is EventKind.COMPLETED
 
 
+@pytest.mark.parametrize("late", [False, True])
+async def test_a_started_fast_runs_follower_takes_its_events_without_reading_the_log(
+    settings: Settings, late: bool
+) -> None:
+    async with core_with(settings, DevEngine(token_delay=0.002)) as core:
+        principal = await a_user()
+        history = core.feed.history
+        real_read = history.read
+        reads = 0
+
+        async def counting_read(creation_id: str, *, after: int, count: int = 512) -> list[Event]:
+            nonlocal reads
+            reads += 1
+            return await real_read(creation_id, after=after, count=count)
+
+        history.read = counting_read  # type: ignore[method-assign]
+        creation = await write(core, principal, max_tokens=20)
+        if late:  # begun after the run wrote: a gap sends the follower to the log
+            await asyncio.sleep(0.05)
+        follower = follow_started(creation, feed=core.feed, queue=NO_JOBS, outputs=core.outputs)
+        received = [event async for event in follower]
+        history.read = real_read  # type: ignore[method-assign]
+        stored = await logged(core, str(creation.id))
+    assert reads == (1 if late else 0)
+    # every event once, in order, ending with the terminal one, either way
+    assert text(received) == text(stored) != ""
+    assert received[0].kind is EventKind.STARTED and received[-1].kind is EventKind.COMPLETED
+    starts = [e.first_seq or e.seq for e in received]
+    assert starts[0] == 1 and all(
+        start == before.seq + 1 for start, before in zip(starts[1:], received, strict=False)
+    )
+
+
 async def test_a_new_creations_follower_goes_straight_to_the_live_tail(
     settings: Settings,
 ) -> None:
