@@ -527,7 +527,9 @@ async def test_an_unreachable_or_silent_triton_fails_typed_in_time(
     # then the API kept serving them at once...
     assert me.status_code == 200 and me.json()["data"]["me"]["id"], me.text
     assert health.status_code == 200
-    assert answered_in < 0.5
+    # (usually 20-30 ms; CI once took 0.65 s on the silent-gRPC case. A loop blocked by the
+    # hanging call would answer only at its 1.5 s timeout, after more than 1.3 s here.)
+    assert answered_in < 1.0
     if hangs:
         assert hanging, "the model call was not pending while the other requests ran"
     # ...the write ended with a typed, documented failure within its timeout...
