@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
 from inference.base import Usage
@@ -97,35 +98,34 @@ async def start_creation(
         masked=masked,
     )
     # A fast request that no stored answer can serve (it pins no seed), and that no identical
-    # run in flight in this process can serve either, starts its model now, while it is
+    # run in flight in this process can serve either, starts its model now, and asks Redis
+    # for an identical run in flight (claiming the request's if there is none), while it is
     # screened, admitted and stored (the model reads the input as it is: screening refuses,
-    # it never rewrites). It is abandoned if refused, or if `source_for` finds an identical
-    # run in flight (in another process, or one that began meanwhile): asking Redis first
-    # would put a round trip before every model's start. A reproducible request asks the
-    # cache first, so a hit costs no model work.
-    prestart = None
+    # it never rewrites). The model is abandoned if refused, or if an identical run in
+    # flight is found (in another process, or one that began meanwhile); asking first would
+    # put a round trip before every model's start. A reproducible request asks the cache
+    # first, so a hit costs no model work.
+    prestart = lookup = None
     if fast and not reproducible(data) and not cache.running_here(key):
         prestart = runner.prestart(creation)
+        lookup = cache.source_soon(key, data, str(creation.id))
         await asyncio.sleep(0)  # the model's task hands its work to the engine before we go on
     try:
         await screen(shield, data)
         # The row is the reservation: it is stored in the admission's transaction.
         async with reserve_tokens(user.user_id, budget, per_day=quota_per_day):
             await creation.save(force_create=True)
-        source = await cache.source_for(key, data, str(creation.id))
+        source = await (lookup or cache.source_for(key, data, str(creation.id)))
     except BaseException:
         if prestart is not None:
             runner.abandon(prestart)
+        if lookup is not None:
+            cache.withdraw(lookup, key, str(creation.id))
         raise
-    if source is not None and prestart is not None:
-        runner.abandon(prestart)
-    if source is not None:
+    if source is not None and await _copies(creation, source):
+        if prestart is not None:
+            runner.abandon(prestart)
         metrics.CACHE_HITS.labels(tool.name).inc()
-        await Creation.filter(id=creation.id).update(
-            status=CreationStatus.RUNNING, source_id=source, cache_key=None
-        )
-        creation.status, creation.source_id = CreationStatus.RUNNING, uuid.UUID(source)
-        creation.cache_key = None
         runner.spawn(
             creation, copy_of(source, feed=feed, outputs=outputs, queue=queue, cache=cache)
         )
@@ -140,6 +140,21 @@ async def start_creation(
             raise
         await announce_queue(creation, feed=feed, queue=queue)
     return creation
+
+
+async def _copies(creation: Creation, source: str) -> bool:
+    """Make `creation` a copy of `source`, whose run it shares. False when `source`'s row is
+    not stored: its request claimed the run in flight and then failed, or is still being
+    admitted (`Cache.source_soon`); this creation then runs on its own."""
+    try:
+        await Creation.filter(id=creation.id).update(
+            status=CreationStatus.RUNNING, source_id=source, cache_key=None
+        )
+    except IntegrityError:
+        return False
+    creation.status, creation.source_id = CreationStatus.RUNNING, uuid.UUID(source)
+    creation.cache_key = None
+    return True
 
 
 async def announce_queue(creation: Creation, *, feed: Feed, queue: JobQueue) -> None:

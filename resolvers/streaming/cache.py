@@ -23,6 +23,7 @@ copies read the rest; the run stops once no copy follows it any more.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -104,6 +105,7 @@ class Cache:
         self._inline = inline_twin(redis)
         # Keys whose run in flight this process claimed, and its creation: `running_here`.
         self._here: dict[str, str] = {}
+        self._withdrawing: set[asyncio.Task[None]] = set()
 
     def key(
         self, tool: str, data: Mapping[str, Any], model: str, *, owner: str, personal: bool
@@ -135,6 +137,29 @@ class Cache:
             self._here[key] = creation_id
             return None
         return _text(source) or None
+
+    def source_soon(
+        self, key: str, data: Mapping[str, Any], creation_id: str
+    ) -> asyncio.Task[str | None]:
+        """`source_for`, begun now and awaited later: while the request is screened and
+        stored. Until its row is committed, a copier that finds this claim cannot attach to
+        it and runs alone (`Creation.source` is a foreign key); if the request fails,
+        `withdraw` frees the key."""
+        return asyncio.ensure_future(self.source_for(key, data, creation_id))
+
+    def withdraw(self, lookup: asyncio.Task[str | None], key: str, creation_id: str) -> None:
+        """The request that began `lookup` failed: once the lookup is answered, free the key
+        if it claimed it. Returns at once (the caller may be on its way out, cancelled)."""
+
+        async def undo() -> None:
+            await asyncio.wait([lookup])
+            if not lookup.cancelled():
+                lookup.exception()  # retrieved: the request's own error is what counts
+            await self.release(key, creation_id)
+
+        task = asyncio.get_running_loop().create_task(undo())
+        self._withdrawing.add(task)
+        task.add_done_callback(self._withdrawing.discard)
 
     def running_here(self, key: str) -> bool:
         """Whether this process runs `key`'s run in flight: a hint with no round trip

@@ -229,7 +229,8 @@ class History:
 
 
 def _consecutive(events: tuple[Event, ...]) -> tuple[Event, ...]:
-    """`events`, if they are consecutive events of one creation from seq 1 on; else ValueError."""
+    """`events`, if they are consecutive events of one creation, from seq 1 or later; else
+    ValueError."""
     first = events[0]
     if first.seq < 1:
         raise ValueError(f"seq starts at 1, got {first.seq}")

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
 
 from inference.base import Completion, Delta, GenerationRequest, collect
 from inference.dev import DevEngine
 from resolvers.access.auth import Principal
+from resolvers.core import keys
+from resolvers.core.errors import RateLimited
 from resolvers.core.models import Creation, CreationStatus, User
 from resolvers.core.settings import Settings
 from resolvers.creation import cancel_creation, follow_creation, start_creation
@@ -37,7 +43,9 @@ class CountingEngine:
         pass
 
 
-async def write(core: Core, principal: Principal, **fields: object) -> Creation:
+async def write(
+    core: Core, principal: Principal, quota_per_day: int = 0, **fields: object
+) -> Creation:
     return await start_creation(
         principal=principal,
         tool_name="write",
@@ -47,6 +55,7 @@ async def write(core: Core, principal: Principal, **fields: object) -> Creation:
         cache=core.cache,
         feed=core.feed,
         outputs=core.outputs,
+        quota_per_day=quota_per_day,
     )
 
 
@@ -130,3 +139,47 @@ async def test_cancelling_a_copy_leaves_the_shared_run_alone(settings: Settings)
     assert copy_log[-1].kind is EventKind.CANCELLED
     assert source_log[-1].kind is EventKind.COMPLETED
     assert source.status is CreationStatus.COMPLETED
+
+
+async def claims(redis: Redis) -> list[bytes]:
+    return [key async for key in redis.scan_iter(match=keys.in_flight("*"))]
+
+
+async def test_a_request_refused_after_claiming_its_run_frees_the_claim(
+    settings: Settings, redis: Redis
+) -> None:
+    """An unseeded request claims its run in flight while it is admitted: refused by the
+    quota, it must not leave the claim behind for identical requests to find."""
+    engine = CountingEngine()
+    async with core_with(settings, engine) as core:
+        principal = await a_user()
+        with pytest.raises(RateLimited):
+            await write(core, principal, quota_per_day=10)  # 40 tokens asked
+        for _ in range(200):
+            if not await claims(redis):
+                break
+            await asyncio.sleep(0.01)
+        assert await claims(redis) == []
+        assert await Creation.all().count() == 0
+
+
+async def test_a_claim_whose_row_is_not_stored_is_run_around(
+    settings: Settings, redis: Redis
+) -> None:
+    """A request that finds an identical run in flight whose creation has no row (its
+    request is still being admitted, or failed) runs on its own instead of failing."""
+    engine = CountingEngine()
+    async with core_with(settings, engine) as core:
+        principal = await a_user()
+        first = await write(core, principal)
+        first_log = await events(core, principal, first)
+        await first.refresh_from_db()
+        assert first.cache_key and await claims(redis) == []
+        await redis.set(keys.in_flight(first.cache_key), str(uuid.uuid4()))
+        second = await write(core, principal)
+        second_log = await events(core, principal, second)
+        await second.refresh_from_db()
+    assert engine.calls == 2
+    assert second.source_id is None and second.status is CreationStatus.COMPLETED
+    assert second_log[-1].kind is EventKind.COMPLETED
+    assert len(text(second_log).split()) == len(text(first_log).split()) == 40
