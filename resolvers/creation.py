@@ -39,7 +39,7 @@ from resolvers.streaming.feed import Feed
 from resolvers.streaming.history import LogLost, StaleProducer
 from resolvers.streaming.queue import JobQueue
 from resolvers.streaming.recovery import settle
-from resolvers.streaming.runner import Runner
+from resolvers.streaming.runner import Prestart, Runner
 from resolvers.tools import Mode, get_tool
 
 MAX_PAGE = 100
@@ -97,18 +97,18 @@ async def start_creation(
         reserved_tokens=budget,
         masked=masked,
     )
-    # A fast request that no stored answer can serve (it pins no seed), and that no identical
-    # run in flight in this process can serve either, starts its model now, and asks Redis
-    # for an identical run in flight (claiming the request's if there is none), while it is
-    # screened, admitted and stored (the model reads the input as it is: screening refuses,
-    # it never rewrites). The model is abandoned if refused, or if an identical run in
-    # flight is found (in another process, or one that began meanwhile); asking first would
-    # put a round trip before every model's start. A reproducible request asks the cache
-    # first, so a hit costs no model work.
-    prestart = lookup = None
-    if fast and not reproducible(data) and not cache.running_here(key):
-        prestart = runner.prestart(creation)
+    # A fast request asks Redis for an answer to reuse or an identical run in flight
+    # (claiming the run if there is none) while it is screened, admitted and stored, unless
+    # an identical run is in flight in this process. Its model starts before the row is
+    # stored (`_EarlyModel`): at once when no stored answer can serve it (it pins no seed),
+    # else once the lookup found none, so a cache hit costs no model work. The model reads
+    # the input as it is (screening refuses, it never rewrites) and is abandoned if the
+    # request is refused or copies another run. Asking first, then storing, then starting
+    # would put two round trips before every model's start.
+    early = lookup = None
+    if fast and not cache.running_here(key):
         lookup = cache.source_soon(key, data, str(creation.id))
+        early = _EarlyModel(runner, creation, lookup, at_once=not reproducible(data))
         await asyncio.sleep(0)  # the model's task hands its work to the engine before we go on
     try:
         await screen(shield, data)
@@ -117,20 +117,20 @@ async def start_creation(
             await creation.save(force_create=True)
         source = await (lookup or cache.source_for(key, data, str(creation.id)))
     except BaseException:
-        if prestart is not None:
-            runner.abandon(prestart)
+        if early is not None:
+            early.abandon()
         if lookup is not None:
             cache.withdraw(lookup, key, str(creation.id))
         raise
     if source is not None and await _copies(creation, source):
-        if prestart is not None:
-            runner.abandon(prestart)
+        if early is not None:
+            early.abandon()
         metrics.CACHE_HITS.labels(tool.name).inc()
         runner.spawn(
             creation, copy_of(source, feed=feed, outputs=outputs, queue=queue, cache=cache)
         )
     elif fast:
-        runner.spawn(creation, prestarted=prestart)
+        runner.spawn(creation, prestarted=early.take() if early is not None else None)
     else:
         try:
             await queue.enqueue(str(creation.id))
@@ -140,6 +140,40 @@ async def start_creation(
             raise
         await announce_queue(creation, feed=feed, queue=queue)
     return creation
+
+
+class _EarlyModel:
+    """The model of a fast request, started before its row is stored: at once, or when the
+    cache lookup finds nothing to reuse. `take` it for the run, or `abandon` it."""
+
+    def __init__(
+        self, runner: Runner, creation: Creation, lookup: asyncio.Task[str | None], *, at_once: bool
+    ) -> None:
+        self._runner = runner
+        self._creation = creation
+        self._settled = False
+        self._started = runner.prestart(creation) if at_once else None
+        if not at_once:
+            lookup.add_done_callback(self._on_lookup)
+
+    def _on_lookup(self, lookup: asyncio.Task[str | None]) -> None:
+        # Runs before the request's own `await lookup` resumes (registered first).
+        if self._settled or lookup.cancelled() or lookup.exception() is not None:
+            return
+        if lookup.result() is None:  # nothing to reuse: this request's run is the one
+            self._started = self._runner.prestart(self._creation)
+
+    def take(self) -> Prestart | None:
+        """The started model, for `Runner.spawn` (None: spawn starts it)."""
+        self._settled = True
+        return self._started
+
+    def abandon(self) -> None:
+        """The request failed or copies another run: stop the model if it started."""
+        self._settled = True
+        if self._started is not None:
+            self._runner.abandon(self._started)
+            self._started = None
 
 
 async def _copies(creation: Creation, source: str) -> bool:

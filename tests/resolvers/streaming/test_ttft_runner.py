@@ -244,13 +244,24 @@ async def test_an_unseeded_request_starts_its_model_while_it_is_stored(
 
 
 async def test_a_seeded_request_asks_the_cache_before_the_model(settings: Settings) -> None:
+    """The model starts once the cache has no answer, without waiting for the row (a hit
+    starts no model at all: tests/resolvers/streaming/test_cache.py)."""
     order: list[str] = []
     async with core_with(settings, OrderedEngine(order)) as core:
         principal = await a_user()
-        with noting_saves(order):
+        real_lookup = core.cache.source_for
+
+        async def lookup(*args: Any, **kwargs: Any) -> str | None:
+            source = await real_lookup(*args, **kwargs)
+            order.append("looked up")
+            return source
+
+        with noting_saves(order), mock.patch.object(core.cache, "source_for", lookup):
             creation = await write(core, principal, seed=3)
-        await events(core, principal, creation)
-    assert order[:2] == ["stored", "model"]
+        log = await events(core, principal, creation)
+    assert order.index("looked up") < order.index("model")
+    assert set(order) == {"looked up", "model", "stored"}
+    assert log[-1].kind is EventKind.COMPLETED
 
 
 REFUSALS = {
