@@ -58,12 +58,17 @@ class Context:
         none is free). The socket already re-checked the caller and counted the operation
         against their request rate, as it does for every operation (schema.websocket)."""
         gauge = metrics.ACTIVE_SUBSCRIPTIONS.labels(root)
-        with contextlib.ExitStack() as stack:
-            if self.principal is not None:
-                stack.enter_context(self.core.slots.hold(self.principal.user_id))
+        slot = (
+            contextlib.nullcontext()
+            if self.principal is None
+            else self.core.slots.hold(self.principal.user_id)
+        )
+        with slot:  # no ExitStack: every idle subscription keeps what this holds
             gauge.inc()
-            stack.callback(gauge.dec)
-            yield
+            try:
+                yield
+            finally:
+                gauge.dec()
 
     def user(self) -> Principal | None:
         """The principal; re-raises a bad token's error so the client learns why."""

@@ -91,14 +91,12 @@ async def _serve(
     handle: Callable[[], Awaitable[None]],
 ) -> None:
     """Run a socket's handler while it is registered; refuse it over its address's cap."""
-    with contextlib.ExitStack() as stack:
-        try:
-            context.socket = stack.enter_context(
-                context.core.sockets.open(_address(context.request), end)
-            )
-        except RateLimited as exc:
-            await _close(websocket, CLOSE_TOO_MANY, exc.message)
-            return
+    try:
+        registration = context.core.sockets.open(_address(context.request), end)
+    except RateLimited as exc:
+        await _close(websocket, CLOSE_TOO_MANY, exc.message)
+        return
+    with registration as context.socket:
         await handle()
 
 

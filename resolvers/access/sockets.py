@@ -9,12 +9,11 @@ subscriptions. Credentials that merely expire close their sockets on a timer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from redis import exceptions as redis_errors
@@ -36,7 +35,10 @@ Closer = Callable[[int, str], Awaitable[None]]
 
 
 class OpenSocket:
-    """One socket of this process: its client address, then its principal once known."""
+    """One socket of this process: its client address, then its principal once known.
+    Registered while its `with` block runs (`Sockets.open`)."""
+
+    __slots__ = ("_closer", "_closing", "_sockets", "_timer", "address", "principal")
 
     def __init__(self, sockets: Sockets, address: str, closer: Closer) -> None:
         self.address = address
@@ -66,9 +68,14 @@ class OpenSocket:
         except Exception:  # a task of its own: nobody else would see the error
             log.exception("closing a websocket failed")
 
-    def _release(self) -> None:
+    def __enter__(self) -> OpenSocket:
+        self._sockets._by_address[self.address] += 1
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        self._sockets._unregister(self)
 
 
 class Sockets:
@@ -85,29 +92,26 @@ class Sockets:
         """Close the sockets of sessions and keys revoked on any replica."""
         bus.on_message(keys.CONTROL_CHANNEL, self._on_control)
 
-    @contextlib.contextmanager
-    def open(self, address: str, closer: Closer) -> Iterator[OpenSocket]:
-        """Register a socket for its lifetime; RateLimited when its address has too many."""
+    def open(self, address: str, closer: Closer) -> OpenSocket:
+        """A socket to register for the life of a `with` block; RateLimited (now) when its
+        address has too many. (A class, not a generator: every idle socket keeps it.)"""
         if self._by_address[address] >= self._per_address:
             metrics.RATE_LIMITED.labels("sockets").inc()
             raise RateLimited(
                 f"too many open sockets from this address (at most {self._per_address})",
                 retry_after=1,
             )
-        socket = OpenSocket(self, address, closer)
-        self._by_address[address] += 1
-        try:
-            yield socket
-        finally:
-            socket._release()
-            _discount(self._by_address, address)
-            if socket.principal is not None:
-                _discount(self._by_user, socket.principal.user_id)
-                for credential in _credentials(socket.principal):
-                    held = self._by_credential[credential]
-                    held.discard(socket)
-                    if not held:
-                        del self._by_credential[credential]
+        return OpenSocket(self, address, closer)
+
+    def _unregister(self, socket: OpenSocket) -> None:
+        _discount(self._by_address, socket.address)
+        if socket.principal is not None:
+            _discount(self._by_user, socket.principal.user_id)
+            for credential in _credentials(socket.principal):
+                held = self._by_credential[credential]
+                held.discard(socket)
+                if not held:
+                    del self._by_credential[credential]
 
     def close_revoked(self, *, session_id: str | None = None, key_id: str | None = None) -> int:
         """Close this process's sockets of a session or key; how many there were."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
@@ -150,34 +149,48 @@ class ResilientRedisBackend(BroadcastBackend):
 
 
 class Listener:
-    """One local reader of a channel, holding at most `maxsize` messages."""
+    """One local reader of a channel, holding at most `maxsize` messages.
+
+    Kept small: a thousand idle subscriptions hold a thousand listeners (a list, and a
+    future only while a reader waits, instead of a deque and an `asyncio.Event`)."""
+
+    __slots__ = ("_items", "_maxsize", "_waiter")
 
     def __init__(self, maxsize: int) -> None:
         self._maxsize = maxsize
-        self._items: deque[str] = deque()
-        self._ready = asyncio.Event()
+        self._items: list[str] = []
+        self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, message: str) -> None:
         """Called by the channel pump; never blocks, never grows past maxsize."""
         if len(self._items) >= self._maxsize:
-            self._items.clear()
-            self._items.append(OVERFLOW)
+            self._items = [OVERFLOW]
         else:
             self._items.append(message)
-        self._ready.set()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def get(self, timeout: float) -> str | None:
         """The next message, OVERFLOW/RESYNC markers included; None after `timeout` seconds."""
         if not self._items:
-            self._ready.clear()
+            # Not wait_for nor asyncio.timeout: one future and one timer per wait. (wait_for
+            # can swallow a cancellation on Python 3.11; a cancel here simply raises.)
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _wake, waiter)
             try:
-                # Not wait_for: on Python 3.11 it can swallow a cancellation that arrives as
-                # the wait ends, and the subscription would outlive its client.
-                async with asyncio.timeout(timeout):
-                    await self._ready.wait()
-            except TimeoutError:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+            if not self._items:
                 return None
-        return self._items.popleft()
+        return self._items.pop(0)  # at most `maxsize`, usually one
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _Channel:
