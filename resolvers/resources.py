@@ -291,6 +291,7 @@ async def open_core(
         )
     finally:
         await runner.stop()
+        await cache.stop()
         await bus.stop()
         for backend in {id(e): e for e in engines.values()}.values():
             await backend.aclose()

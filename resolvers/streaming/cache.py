@@ -59,6 +59,7 @@ _FORGET = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+_STOP_SECONDS = 2.0  # how long `stop` waits for keys being freed
 _RUNS_HERE_KEPT = 10_000  # keys of runs in flight in this process, before the hint resets
 _REPLAY_CHARS = 256  # a cached answer is replayed in chunks of about this size
 HANDED_OVER = "HANDED_OVER"  # the code of a cancelled source's ending whose run goes on
@@ -160,6 +161,12 @@ class Cache:
         task = asyncio.get_running_loop().create_task(undo())
         self._withdrawing.add(task)
         task.add_done_callback(self._withdrawing.discard)
+
+    async def stop(self) -> None:
+        """Before Redis closes: let `withdraw` finish freeing the keys of failed requests
+        (one round trip each; a key left behind would expire in `_IN_FLIGHT_SECONDS`)."""
+        if self._withdrawing:
+            await asyncio.wait(set(self._withdrawing), timeout=_STOP_SECONDS)
 
     def running_here(self, key: str) -> bool:
         """Whether this process runs `key`'s run in flight: a hint with no round trip
