@@ -18,7 +18,6 @@ from schema.creations import CreationMutation, CreationQuery, CreationSubscripti
 from schema.documents import TrustedDocuments
 from schema.extensions import (
     Introspection,
-    MaskUnexpectedErrors,
     OperationScope,
     PreparedOperations,
 )
@@ -63,7 +62,8 @@ Subscription = merge_types("Subscription", (ToolSubscription, CreationSubscripti
 
 class _Schema(strawberry.Schema):
     """Logs client mistakes quietly: unexpected errors are logged once, with a reference id,
-    by MaskUnexpectedErrors; expected ones (bad input, no token) are not server errors."""
+    by OperationScope (its MaskErrors part); expected ones (bad input, no token) are not
+    server errors."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -98,7 +98,6 @@ def build_schema(
             ),
             OperationScope,
             *([TraceOperations] if tracing.enabled() else []),
-            MaskUnexpectedErrors,
         ],
     )
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
-from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import strawberry
+from prometheus_client import Gauge
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -52,29 +52,43 @@ class Context:
             current_loaders.set(loaders)
         return loaders
 
-    @contextlib.asynccontextmanager
-    async def subscription_slot(self, root: str) -> AsyncIterator[None]:
-        """Hold one of the caller's subscription slots while it is open (RateLimited when
-        none is free). The socket already re-checked the caller and counted the operation
-        against their request rate, as it does for every operation (schema.websocket)."""
-        gauge = metrics.ACTIVE_SUBSCRIPTIONS.labels(root)
-        slot = (
-            contextlib.nullcontext()
-            if self.principal is None
-            else self.core.slots.hold(self.principal.user_id)
+    def subscription_slot(self, root: str) -> SubscriptionSlot:
+        """Hold one of the caller's subscription slots while it is open (`async with`;
+        RateLimited when none is free). The socket already re-checked the caller and counted
+        the operation against their request rate, as it does for every operation
+        (schema.websocket)."""
+        principal = self.principal
+        return SubscriptionSlot(
+            None if principal is None else self.core.slots.hold(principal.user_id),
+            metrics.ACTIVE_SUBSCRIPTIONS.labels(root),
         )
-        with slot:  # no ExitStack: every idle subscription keeps what this holds
-            gauge.inc()
-            try:
-                yield
-            finally:
-                gauge.dec()
 
     def user(self) -> Principal | None:
         """The principal; re-raises a bad token's error so the client learns why."""
         if self.auth_error is not None:
             raise self.auth_error
         return self.principal
+
+
+class SubscriptionSlot:
+    """An open subscription's slot and its count in `ck_active_subscriptions`. A class, not
+    a generator: every idle subscription keeps one."""
+
+    __slots__ = ("_gauge", "_slot")
+
+    def __init__(self, slot: AbstractContextManager[None] | None, gauge: Gauge) -> None:
+        self._slot = slot
+        self._gauge = gauge
+
+    async def __aenter__(self) -> None:
+        if self._slot is not None:
+            self._slot.__enter__()
+        self._gauge.inc()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._gauge.dec()
+        if self._slot is not None:
+            self._slot.__exit__(None, None, None)
 
 
 def rate_subject(principal: Principal | None, request: Request | WebSocket) -> str:

@@ -288,6 +288,7 @@ class GraphQLView(GraphQL[Context, None]):
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
         params = context.connection_params or {}
+        context.connection_params = None  # read here only: an idle socket need not keep it
         header = params.get("Authorization") or params.get("authorization")
         api_key = params.get("X-API-Key") or params.get("x-api-key")
         if header is None and api_key is None:

@@ -304,7 +304,7 @@ FIXED_BUGS: tuple[KnownBug, ...] = (
     KnownBug(
         "variable-coercion-masked",
         "a variable that does not coerce (wrong type, missing, out of range) is masked as "
-        "INTERNAL: MaskUnexpectedErrors treats graphql-core's own GraphQLError, kept as "
+        "INTERNAL: the error masking treated graphql-core's own GraphQLError, kept as "
         "original_error by coerce_variable_values, as an unexpected exception",
         Operation(
             "known",

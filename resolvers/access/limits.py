@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -177,18 +177,36 @@ class SubscriptionSlots:
         self._per_user = per_user
         self._open: Counter[str] = Counter()
 
-    @contextlib.contextmanager
-    def hold(self, user_id: str) -> Iterator[None]:
-        """Take a slot for the subscription's lifetime; RateLimited when none is free."""
+    def hold(self, user_id: str) -> _Slot:
+        """Take a slot (`with`) for the subscription's lifetime; RateLimited when none is
+        free, on entering."""
+        return _Slot(self, user_id)
+
+    def _take(self, user_id: str) -> None:
         if self._open[user_id] >= self._per_user:
             metrics.RATE_LIMITED.labels("subscriptions").inc()
             raise RateLimited(
                 f"you have {self._per_user} subscriptions open; close one first", retry_after=1
             )
         self._open[user_id] += 1
-        try:
-            yield
-        finally:
-            self._open[user_id] -= 1
-            if self._open[user_id] <= 0:
-                del self._open[user_id]
+
+    def _give_back(self, user_id: str) -> None:
+        self._open[user_id] -= 1
+        if self._open[user_id] <= 0:
+            del self._open[user_id]
+
+
+class _Slot:
+    """One held subscription slot (a class: every open subscription keeps it)."""
+
+    __slots__ = ("_slots", "_user_id")
+
+    def __init__(self, slots: SubscriptionSlots, user_id: str) -> None:
+        self._slots = slots
+        self._user_id = user_id
+
+    def __enter__(self) -> None:
+        self._slots._take(self._user_id)
+
+    def __exit__(self, *_exc: object) -> None:
+        self._slots._give_back(self._user_id)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from broadcaster import Broadcast, Event
@@ -188,6 +188,34 @@ class Listener:
         return self._items.pop(0)  # at most `maxsize`, usually one
 
 
+class Listening:
+    """`Bus.listen`'s context: a class, not an async generator, as every idle subscription
+    holds one for its whole life."""
+
+    __slots__ = ("_bus", "_channel", "_listener", "_state", "_subscribed")
+
+    def __init__(self, bus: Bus, channel: str, *, subscribed: bool) -> None:
+        self._bus = bus
+        self._channel = channel
+        self._subscribed = subscribed
+        self._listener = Listener(bus._listener_maxsize)
+        self._state: _Channel | None = None
+
+    async def __aenter__(self) -> Listener:
+        self._state = await self._bus._join(self._channel, self._listener)
+        if self._subscribed:
+            try:
+                await self._state.ready.wait()
+            except BaseException:
+                await self._bus._leave(self._channel, self._state, self._listener)
+                raise
+        return self._listener
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._state is not None:
+            await self._bus._leave(self._channel, self._state, self._listener)
+
+
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -244,30 +272,29 @@ class Bus:
         for listener in list(state.listeners):
             listener.offer(message)
 
-    @contextlib.asynccontextmanager
-    async def listen(self, channel: str, *, subscribed: bool = True) -> AsyncIterator[Listener]:
-        """Receive the channel's messages published after this returns. With `subscribed`
-        False it returns before Redis confirmed the subscription: this process's own
-        messages (`deliver_here`) arrive at once, other processes' only once it is."""
-        listener = Listener(self._listener_maxsize)
+    def listen(self, channel: str, *, subscribed: bool = True) -> Listening:
+        """Receive the channel's messages published after entering (`async with`). With
+        `subscribed` False it enters before Redis confirmed the subscription: this process's
+        own messages (`deliver_here`) arrive at once, other processes' only once it is."""
+        return Listening(self, channel, subscribed=subscribed)
+
+    async def _join(self, channel: str, listener: Listener) -> _Channel:
         async with self._lock:
             state = self._channels.get(channel)
             if state is None:
                 state = self._channels[channel] = _Channel()
                 state.task = asyncio.create_task(self._pump(channel, state), name=f"bus:{channel}")
             state.listeners.add(listener)
-        try:
-            if subscribed:
-                await state.ready.wait()
-            yield listener
-        finally:
-            async with self._lock:
-                state.listeners.discard(listener)
-                if not state.listeners and self._channels.get(channel) is state:
-                    del self._channels[channel]
-                    # Awaited under the lock: the unsubscribe must reach Redis before a new
-                    # pump for the same channel subscribes again.
-                    await _cancel(state.task)
+        return state
+
+    async def _leave(self, channel: str, state: _Channel, listener: Listener) -> None:
+        async with self._lock:
+            state.listeners.discard(listener)
+            if not state.listeners and self._channels.get(channel) is state:
+                del self._channels[channel]
+                # Awaited under the lock: the unsubscribe must reach Redis before a new
+                # pump for the same channel subscribes again.
+                await _cancel(state.task)
 
     def on_message(self, channel: str, handler: Callable[[str], Awaitable[None]]) -> None:
         """Run `handler` for every message on `channel` until `stop()` (control signals)."""
