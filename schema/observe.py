@@ -71,6 +71,12 @@ class RequestMetrics:
                 )
 
 
+def tag_request(scope: Scope) -> None:
+    """Give a websocket that bypasses `RequestMetrics` its request id, as that would (in the
+    socket's own task, whose context ends with it: nothing to reset)."""
+    REQUEST_ID.set(_request_id(scope))
+
+
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
