@@ -7,13 +7,19 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 from prometheus_client import REGISTRY
+from starlette.middleware import Middleware
+from starlette.types import Message, Receive, Scope, Send
 
 from resolvers.core.logcontext import CREATION_ID, OPERATION, REQUEST_ID, USER_ID
 from resolvers.core.settings import Settings
 from schema import logs
+from schema.app import _App
+from schema.observe import RequestMetrics
+from schema.view import GraphQLView
 from tests.conftest import GraphQLClient, Server, open_socket, serving
 from tests.schema.test_subscriptions import events_of
 
@@ -150,3 +156,36 @@ def test_json_log_lines_carry_the_request_context() -> None:
         "c-9",
     )
     assert "time" in line
+
+
+class _RecordingView:
+    """Stands in for the GraphQL view: notes what a websocket reached it with."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str | None, object]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.seen.append((REQUEST_ID.get(), scope.get("app")))
+
+
+async def test_a_graphql_websocket_skips_the_middleware_but_keeps_its_request_id() -> None:
+    """Sockets to /graphql go straight to the view (schema.app._App), with the request id
+    the middleware would give them; other websockets still go through the router."""
+    view = _RecordingView()
+    app = _App(graphql=cast(GraphQLView, view), middleware=[Middleware(RequestMetrics)])
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    def scope(path: str, request_id: bytes) -> Scope:
+        headers = [(b"x-request-id", request_id)]
+        return {"type": "websocket", "path": path, "root_path": "", "headers": headers}
+
+    await asyncio.create_task(app(scope("/graphql", b"ws-given-1"), receive, send))
+    await asyncio.create_task(app(scope("/elsewhere", b"ws-given-2"), receive, send))
+    assert view.seen == [("ws-given-1", app)]
+    assert sent == [{"type": "websocket.close", "code": 1000, "reason": ""}]  # no such route
