@@ -138,7 +138,7 @@ async def start_creation(
             # Never leave a QUEUED row that nothing will run.
             await creation.delete()
             raise
-        await announce_queue(creation, feed=feed, queue=queue)
+        await announce_queue(str(creation.id), creation.model, feed=feed, queue=queue)
     return creation
 
 
@@ -191,19 +191,18 @@ async def _copies(creation: Creation, source: str) -> bool:
     return True
 
 
-async def announce_queue(creation: Creation, *, feed: Feed, queue: JobQueue) -> None:
+async def announce_queue(creation_id: str, model: str, *, feed: Feed, queue: JobQueue) -> None:
     """While a long creation waits for a worker, its log says so: `started`, then a Progress
     "queued (position N)" whenever its place changes. Appended only until a runner claims
     the creation (the runner's own events follow on); anything that goes wrong here only
     means one notice fewer."""
-    creation_id = str(creation.id)
     try:
         position = await queue.position(creation_id)
         if position is None:
             return
         tail = await feed.history.last_event(creation_id)
         if tail is None:
-            started = Event(creation_id, 1, EventKind.STARTED, model=creation.model)
+            started = Event(creation_id, 1, EventKind.STARTED, model=model)
             await feed.history.append(started, unclaimed=True)
             tail = started
         if is_queue_notice(tail) and tail.stage == queue_notice("", 0, position).stage:
@@ -369,14 +368,10 @@ async def _follow(
             yield event
         return
 
-    async def quiet_check() -> None:
-        await settle(creation_id, feed=feed, queue=queue)
-        if creation.status is CreationStatus.QUEUED:
-            await announce_queue(creation, feed=feed, queue=queue)
-
-    async def on_quiet(_last: int) -> None:
-        await feed.once_per_poll(creation_id, quiet_check)
-
+    # A follower lives as long as its subscription: it keeps no row (a hole in the log has
+    # it read again), only what its quiet check needs.
+    on_quiet = _QuietCheck(creation, feed, queue)
+    del creation
     while True:
         try:
             events = feed.follow(creation_id, after=after, on_quiet=on_quiet, fresh=fresh)
@@ -386,7 +381,7 @@ async def _follow(
         except EventsLost as lost:
             # The log has a hole (Redis lost it, or trimmed a very long run's head): the row
             # holds an ended creation's whole story, and a running one's checkpoint.
-            await creation.refresh_from_db()
+            creation = await Creation.get(id=creation_id)
             output = await outputs.full(creation)
             if creation.status.terminal:
                 for event in _from_row(creation, output, lost.after, lost.chars):
@@ -397,6 +392,29 @@ async def _follow(
             for event in _checkpointed(creation, output, lost.after, lost.chars):
                 yield event
             after, fresh = creation.last_seq, False  # the log goes on from the checkpoint
+
+
+class _QuietCheck:
+    """A follower's `on_quiet`: the recovery check (`settle`) once per poll interval per
+    creation in this process, and a queued creation's place in the queue. An object, not
+    closures: an idle subscription keeps it for its whole life."""
+
+    __slots__ = ("_creation_id", "_feed", "_model", "_queue", "_queued")
+
+    def __init__(self, creation: Creation, feed: Feed, queue: JobQueue) -> None:
+        self._creation_id = str(creation.id)
+        self._model = creation.model
+        self._queued = creation.status is CreationStatus.QUEUED
+        self._feed = feed
+        self._queue = queue
+
+    async def __call__(self, _last: int) -> None:
+        await self._feed.once_per_poll(self._creation_id, self._check)
+
+    async def _check(self) -> None:
+        await settle(self._creation_id, feed=self._feed, queue=self._queue)
+        if self._queued:
+            await announce_queue(self._creation_id, self._model, feed=self._feed, queue=self._queue)
 
 
 async def _until_ended(
