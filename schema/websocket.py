@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,7 +27,10 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     ConnectionInitMessage as LegacyConnectionInitMessage,
@@ -36,6 +40,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage
 from resolvers.access.sockets import CLOSE_REVOKED, CLOSE_TOO_MANY
 from resolvers.core.errors import CreationKingError, NotAuthenticated, RateLimited
 from schema.context import Context, rate_subject
+from schema.parsing import CACHEABLE_CHARS
 
 log = logging.getLogger("creation_king.graphql")
 
@@ -69,6 +74,15 @@ async def _admit(context: Context) -> _Refusal | None:
             )
         )
     return None
+
+
+def shared_text(query: str) -> str:
+    """One copy of a document text that many sockets send: a thousand subscribers of one
+    query keep one string, not a thousand (`sys.intern`, which lets it go with the last)."""
+    # (A client may send anything as the query: only exact strings are shared.)
+    if type(query) is str and len(query) <= CACHEABLE_CHARS:
+        return sys.intern(query)
+    return query
 
 
 def _error(exc: CreationKingError) -> GraphQLError:
@@ -112,6 +126,12 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         except RateLimited as exc:  # over the user's socket cap (on_ws_connect)
             await _close(self.websocket, CLOSE_TOO_MANY, exc.message)
 
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        payload = message.get("payload")
+        if isinstance(payload, dict) and "query" in payload:
+            payload["query"] = shared_text(payload["query"])
+        await super().handle_subscribe(message)
+
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         refusal = await _admit(self.context)
         if refusal is None:
@@ -150,6 +170,7 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     ) -> None:
         refusal = await _admit(self.context)
         if refusal is None:
+            query = shared_text(query)
             await super().handle_async_results(operation_id, query, operation_name, variables)
             return
         try:
