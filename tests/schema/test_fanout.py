@@ -33,6 +33,11 @@ subscription E($id: ID!) {
 TEXT_ONLY = """
 subscription T($id: ID!) { creationEvents(id: $id) { seq ... on TokenDelta { text } } }
 """
+WITH_ROW = """
+subscription C($id: ID!) {
+  creationEvents(id: $id) { seq ... on CreationCancelled { creation { id } } }
+}
+"""
 AFTER_TWO = """
 subscription A($id: ID!, $after: Int!) {
   creationEvents(id: $id, after: $after) { __typename seq ... on TokenDelta { text firstSeq } }
@@ -92,6 +97,8 @@ async def test_equal_subscriptions_share_one_execution_per_event(
             (FULL, {}),
             (TEXT_ONLY, {}),
             (AFTER_TWO, {"after": 0}),  # the same fields, other variables
+            (WITH_ROW, {}),  # the finished creation through each subscriber's context
+            (WITH_ROW, {}),
         ]:
             sock = await stack.enter_async_context(open_socket(server.ws_url, token))
             op = await sock.subscribe(query, {"id": creation_id, **variables})
@@ -106,6 +113,9 @@ async def test_equal_subscriptions_share_one_execution_per_event(
             )
             for sock, op, query in subscribers:
                 event = await _next_event(sock, op)
+                if query == WITH_ROW:
+                    assert event == {"seq": seq}  # no text selected
+                    continue
                 assert event["seq"] == seq and event["text"] == f"w{seq} "
                 if query == TEXT_ONLY:
                     assert set(event) == {"seq", "text"}  # its own selection, not FULL's
@@ -116,16 +126,21 @@ async def test_equal_subscriptions_share_one_execution_per_event(
                         "text": f"w{seq} ",
                         "firstSeq": seq,
                     }
-        # one execution per event per distinct (document, variables): 3 of 5 subscribers
+        # one execution per event per distinct (document, variables): 4 of 7 subscribers
         assert sorted(executed) == sorted(
-            (name, seq) for seq in range(2, 6) for name in ("E", "T", "A")
+            (name, seq) for seq in range(2, 6) for name in ("E", "T", "A", "C")
         )
 
-        # the terminal event runs per subscriber (it reads the row through each context)
+        # The terminal event is shared too, except where the operation selects `creation`:
+        # that reads the row through each subscriber's context, so it runs per subscriber.
+        executed.clear()
         await feed.publish(Event(creation_id, 6, EventKind.CANCELLED))
-        for sock, op, _ in subscribers:
-            assert (await _next_event(sock, op))["seq"] == 6
-        assert sum(1 for _, seq in executed if seq == 6) == len(subscribers)
+        for sock, op, query in subscribers:
+            ending = await _next_event(sock, op)
+            assert ending["seq"] == 6
+            if query == WITH_ROW:
+                assert ending["creation"] == {"id": creation_id}
+        assert sorted(executed) == sorted([("E", 6), ("T", 6), ("A", 6), ("C", 6), ("C", 6)])
 
 
 def test_equal_log_entries_share_one_schema_object() -> None:
