@@ -120,6 +120,10 @@ class Feed:
                         break  # a gap: the log has the missing events
                     yield cursor.advance(event)
                     if event.terminal:
+                        # This process's other followers send the ending before this one
+                        # ends its stream (a `complete` message, its slot, its listener):
+                        # a thousand teardowns would otherwise come before the last one's.
+                        await asyncio.sleep(0)
                         return
 
     async def _ended(self, creation_id: str) -> bool:

@@ -293,3 +293,23 @@ async def test_a_failing_quiet_check_reaches_its_caller(feed: Feed) -> None:
 
     with pytest.raises(ServiceUnavailable):
         await feed.once_per_poll("c3", broken)
+
+
+async def test_every_follower_here_gets_the_ending_before_any_of_them_ends(feed: Feed) -> None:
+    """With many followers of one creation in a process, the last one's ending must not
+    wait behind the others' teardowns (a `complete` message each, their slots)."""
+    await feed.publish(Event("c-end", 1, EventKind.STARTED))
+    order: list[str] = []
+
+    async def follower(name: str) -> None:
+        async for event in feed.follow("c-end", after=1):
+            if event.terminal:
+                order.append(f"{name} got the ending")
+        order.append(f"{name} ended")
+
+    followers = [asyncio.ensure_future(follower(name)) for name in ("a", "b", "c")]
+    await asyncio.sleep(0.3)  # all three listen, quiet
+    await feed.publish(Event("c-end", 2, EventKind.COMPLETED))
+    await asyncio.wait_for(asyncio.gather(*followers), 5)
+    assert sorted(order[:3]) == ["a got the ending", "b got the ending", "c got the ending"]
+    assert sorted(order[3:]) == ["a ended", "b ended", "c ended"]
