@@ -123,6 +123,21 @@ class GraphQLView(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
+    def encode_json(self, data: object) -> str | bytes:
+        # A streamed result shared by many subscribers (schema.fanout) has one `data` object:
+        # its JSON is made once, and only the message around it per socket.
+        if type(data) is dict and len(data) == 3:
+            payload = data.get("payload")
+            if type(payload) is dict and len(payload) == 1 and "data" in payload:
+                body = _encoded_once(payload["data"])
+                parts = [
+                    f"{json.dumps(key)}:"
+                    + ('{"data":' + body + "}" if key == "payload" else _compact(value))
+                    for key, value in data.items()
+                ]
+                return "{" + ",".join(parts) + "}"
+        return super().encode_json(data)
+
     def _services(self, request: Request | WebSocket) -> tuple[Core, JobQueue]:
         state = request.app.state
         return state.core, state.queue
@@ -314,3 +329,26 @@ class GraphQLView(GraphQL[Context, None]):
 
 def _client(request: Request | WebSocket) -> str | None:
     return request.client.host if request.client else None
+
+
+_ENCODED: dict[int, tuple[object, str]] = {}  # id(data) -> (data, its JSON)
+_ENCODED_KEPT = 256
+_ENCODED_CHARS = 16 * 1024  # longer encodings are made each time, never kept
+
+
+def _encoded_once(data: object) -> str:
+    """The JSON of a result's `data`, made once per object (the entry holds the object, so
+    its id cannot be reused while cached). Large results are not kept."""
+    cached = _ENCODED.get(id(data))
+    if cached is not None and cached[0] is data:
+        return cached[1]
+    text = _compact(data)
+    if len(text) <= _ENCODED_CHARS:
+        _ENCODED[id(data)] = (data, text)
+        if len(_ENCODED) > _ENCODED_KEPT:
+            del _ENCODED[next(iter(_ENCODED))]
+    return text
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))  # as strawberry's encode_json
