@@ -152,14 +152,20 @@ class Listener:
     """One local reader of a channel, holding at most `maxsize` messages.
 
     Kept small: a thousand idle subscriptions hold a thousand listeners (a list, and a
-    future only while a reader waits, instead of a deque and an `asyncio.Event`)."""
+    future only while a reader waits, instead of a deque and an `asyncio.Event`). And cheap
+    per message: a wait's timeout is one timer that outlives the wait. A reader woken by a
+    message leaves it armed; when it fires, a wait that is not due yet re-arms it for the
+    rest. A thousand followers of a busy stream then set no timer per event, and each timer
+    fires about once per timeout."""
 
-    __slots__ = ("_items", "_maxsize", "_waiter")
+    __slots__ = ("_due", "_items", "_maxsize", "_timer", "_waiter")
 
     def __init__(self, maxsize: int) -> None:
         self._maxsize = maxsize
         self._items: list[str] = []
         self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0  # loop time at which the current wait ends
 
     def offer(self, message: str) -> None:
         """Called by the channel pump; never blocks, never grows past maxsize."""
@@ -173,19 +179,40 @@ class Listener:
     async def get(self, timeout: float) -> str | None:
         """The next message, OVERFLOW/RESYNC markers included; None after `timeout` seconds."""
         if not self._items:
-            # Not wait_for nor asyncio.timeout: one future and one timer per wait. (wait_for
-            # can swallow a cancellation on Python 3.11; a cancel here simply raises.)
+            # Not wait_for nor asyncio.timeout (a timer per wait; and wait_for can swallow a
+            # cancellation on Python 3.11): a cancel here simply raises.
             loop = asyncio.get_running_loop()
             waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(timeout, _wake, waiter)
+            due = self._due = loop.time() + timeout
+            timer = self._timer
+            if timer is None or timer.when() > due:  # none yet, or set for a longer wait
+                if timer is not None:
+                    timer.cancel()
+                self._timer = loop.call_at(due, self._expire)
             try:
                 await waiter
             finally:
-                timer.cancel()
                 self._waiter = None
             if not self._items:
                 return None
         return self._items.pop(0)  # at most `maxsize`, usually one
+
+    def close(self) -> None:
+        """Drop the timer (the reader is gone)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # no reader waits: the next wait arms a timer
+        loop = waiter.get_loop()
+        if self._due > loop.time():
+            self._timer = loop.call_at(self._due, self._expire)  # a later wait: its own time
+        else:
+            waiter.set_result(None)
 
 
 class Listening:
@@ -212,13 +239,9 @@ class Listening:
         return self._listener
 
     async def __aexit__(self, *_exc: object) -> None:
+        self._listener.close()
         if self._state is not None:
             await self._bus._leave(self._channel, self._state, self._listener)
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class _Channel:
