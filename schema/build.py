@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import strawberry
@@ -20,6 +19,7 @@ from schema.extensions import (
     Introspection,
     OperationScope,
     PreparedOperations,
+    mask_unexpected,
 )
 from schema.fanout import SharedEventExecutor
 from schema.guards import OperationShape
@@ -32,7 +32,6 @@ from schema.tool_fields import build_tool_types
 from schema.types.events import EVENT_TYPES
 from schema.uploads import UploadMutation, UploadQuery
 
-log = logging.getLogger(__name__)
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
 # The rule classes are part of the validation cache's key: the same tuple every time.
@@ -61,15 +60,15 @@ Subscription = merge_types("Subscription", (ToolSubscription, CreationSubscripti
 
 
 class _Schema(strawberry.Schema):
-    """Logs client mistakes quietly: unexpected errors are logged once, with a reference id,
-    by OperationScope (its MaskErrors part); expected ones (bad input, no token) are not
-    server errors."""
+    """Masks unexpected errors where strawberry hands every result's errors over, before
+    the result leaves (`mask_unexpected`); expected ones (bad input, no token) are client
+    mistakes, logged at debug level only."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        for error in errors:
-            log.debug("operation error: %s", error.message)
+        name = execution_context.operation_name if execution_context is not None else None
+        mask_unexpected(errors, name)
 
 
 def build_schema(

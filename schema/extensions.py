@@ -13,7 +13,7 @@ from typing import Literal, TypeAlias
 
 from graphql import ASTValidationRule, DocumentNode, GraphQLError, parse
 from redis import exceptions as redis_errors
-from strawberry.extensions import MaskErrors, SchemaExtension
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import InvalidOperationTypeError
 
 from resolvers.core import metrics
@@ -34,34 +34,28 @@ Introspection: TypeAlias = Literal["public", "signed-in", "off"]
 _OUTAGES = (*OUTAGES, redis_errors.ConnectionError, redis_errors.TimeoutError)
 
 
-class OperationScope(MaskErrors):
+class OperationScope(SchemaExtension):
     """What every operation gets, in one extension (strawberry keeps each extension's
     `on_operation` open for the life of a subscription, and looks up every extension's hooks
     for every streamed event, so each one costs on every socket and every delivery):
 
     - fresh DataLoaders, also on long-lived websockets;
     - its name in the log context;
-    - its latency, by operation type, root field and outcome;
-    - unexpected errors hidden behind a reference id and logged with the operation's name
-      (strawberry's MaskErrors), and input fields named in errors as the API names them.
-    """
+    - its latency, by operation type, root field and outcome.
 
-    def __init__(self) -> None:
-        super().__init__(should_mask_error=_is_unexpected, error_message="Unexpected error.")
+    Unexpected errors are masked by `mask_unexpected`, from the schema's `process_errors`,
+    which strawberry calls for every result with errors before it leaves (streamed ones
+    included): not in an `on_stream_result` hook, which strawberry would set up for every
+    event of every subscriber.
+    """
 
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
         loaders = current_loaders.set(Loaders())
         operation = OPERATION.set(context.operation_name)
         began = time.perf_counter()
-        self._stream_result_processed = False
         try:
             yield
-            # MaskErrors.on_operation's ending: a streamed operation's results were masked
-            # one by one (`on_stream_result`), any other's is masked here.
-            if not self._stream_result_processed:
-                result = context.result
-                self._process_result(getattr(result, "initial_result", None) or result)
         finally:
             # A subscription's stream may be closed by another task than the one that ran it
             # (a client's stop, a finaliser): there the variables are not ours to reset.
@@ -75,58 +69,62 @@ class OperationScope(MaskErrors):
                 time.perf_counter() - began
             )
 
-    def _process_result(self, result: object) -> None:
-        # Not the base class's isinstance() against a runtime-checkable Protocol: that costs
-        # more than the rest of this hook, and it runs for every event of every subscriber.
-        errors = getattr(result, "errors", None)
-        if errors:
-            errors = self._process_errors(errors)
-            for error in errors:
-                # An input error names its field as the API does (`maxTokens`), as the
-                # InvalidInputError union member does. (Errors of the boundary checks, such
-                # as schema.strings, name them as sent already.)
-                field = (error.extensions or {}).get("field")
-                if isinstance(field, str) and isinstance(error.original_error, InvalidInput):
-                    error.extensions["field"] = api_path(field)  # type: ignore[index]
-            result.errors = errors  # type: ignore[attr-defined]
 
-    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        if isinstance(error.original_error, InvalidOperationTypeError):
-            # The legacy graphql-ws protocol runs subscriptions only: the client's mistake.
-            return GraphQLError(
-                f"this transport does not run {error.original_error.operation_type.value} "
-                "operations; send them over HTTP or graphql-transport-ws",
-                nodes=error.nodes,
-                path=error.path,
-                extensions={"code": "BAD_REQUEST"},
-            )
-        reference = uuid.uuid4().hex[:12]
-        if isinstance(error.original_error, _OUTAGES):
-            # A backing service failed (database, Redis, network): retryable, not a bug.
-            log.warning(
-                "service outage in operation %s (reference %s): %r",
-                self.execution_context.operation_name,
-                reference,
-                error.original_error,
-            )
-            return GraphQLError(
-                message=f"A backing service is unavailable; retry later (reference {reference}).",
-                nodes=error.nodes,
-                path=error.path,
-                extensions={"code": "SERVICE_UNAVAILABLE", "reference": reference},
-            )
-        log.error(
-            "unexpected error in operation %s (reference %s)",
-            self.execution_context.operation_name,
-            reference,
-            exc_info=error.original_error,
-        )
+def mask_unexpected(errors: list[GraphQLError], operation_name: str | None) -> None:
+    """Hide unexpected errors behind a reference id, logged with the operation's name, and
+    name input fields in errors as the API does; in place, so the result that holds the
+    list carries the masked errors. Masked errors are left as they are (masking twice
+    changes nothing)."""
+    for index, error in enumerate(errors):
+        if _is_unexpected(error):
+            errors[index] = _anonymised(error, operation_name)
+            continue
+        log.debug("operation error: %s", error.message)
+        # An input error names its field as the API does (`maxTokens`), as the
+        # InvalidInputError union member does. (Errors of the boundary checks, such as
+        # schema.strings, name them as sent already.)
+        field = (error.extensions or {}).get("field")
+        if isinstance(field, str) and isinstance(error.original_error, InvalidInput):
+            error.extensions["field"] = api_path(field)  # type: ignore[index]
+
+
+def _anonymised(error: GraphQLError, operation_name: str | None) -> GraphQLError:
+    if isinstance(error.original_error, InvalidOperationTypeError):
+        # The legacy graphql-ws protocol runs subscriptions only: the client's mistake.
         return GraphQLError(
-            message=f"Unexpected error (reference {reference}).",
+            f"this transport does not run {error.original_error.operation_type.value} "
+            "operations; send them over HTTP or graphql-transport-ws",
             nodes=error.nodes,
             path=error.path,
-            extensions={"code": "INTERNAL", "reference": reference},
+            extensions={"code": "BAD_REQUEST"},
         )
+    reference = uuid.uuid4().hex[:12]
+    if isinstance(error.original_error, _OUTAGES):
+        # A backing service failed (database, Redis, network): retryable, not a bug.
+        log.warning(
+            "service outage in operation %s (reference %s): %r",
+            operation_name,
+            reference,
+            error.original_error,
+        )
+        return GraphQLError(
+            message=f"A backing service is unavailable; retry later (reference {reference}).",
+            nodes=error.nodes,
+            path=error.path,
+            extensions={"code": "SERVICE_UNAVAILABLE", "reference": reference},
+        )
+    log.error(
+        "unexpected error in operation %s (reference %s)",
+        operation_name,
+        reference,
+        exc_info=error.original_error,
+    )
+    return GraphQLError(
+        message=f"Unexpected error (reference {reference}).",
+        nodes=error.nodes,
+        path=error.path,
+        extensions={"code": "INTERNAL", "reference": reference},
+    )
 
 
 class PreparedOperations(SchemaExtension):
