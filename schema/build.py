@@ -18,7 +18,6 @@ from schema.documents import TrustedDocuments
 from schema.extensions import (
     Introspection,
     OperationScope,
-    PreparedOperations,
     mask_unexpected,
 )
 from schema.fanout import SharedEventExecutor
@@ -88,14 +87,13 @@ def build_schema(
         types=EVENT_TYPES,
         execution_context_class=SharedEventExecutor,
         extensions=[
-            lambda: PreparedOperations(
+            lambda: OperationScope(
                 _GUARD_RULES,
                 max_tokens=MAX_TOKENS,
                 introspection=introspection,
                 trusted=trusted,
                 hide_suggestions=hide_suggestions,
             ),
-            OperationScope,
             *([TraceOperations] if tracing.enabled() else []),
         ],
     )

@@ -34,42 +34,6 @@ Introspection: TypeAlias = Literal["public", "signed-in", "off"]
 _OUTAGES = (*OUTAGES, redis_errors.ConnectionError, redis_errors.TimeoutError)
 
 
-class OperationScope(SchemaExtension):
-    """What every operation gets, in one extension (strawberry keeps each extension's
-    `on_operation` open for the life of a subscription, and looks up every extension's hooks
-    for every streamed event, so each one costs on every socket and every delivery):
-
-    - fresh DataLoaders, also on long-lived websockets;
-    - its name in the log context;
-    - its latency, by operation type, root field and outcome.
-
-    Unexpected errors are masked by `mask_unexpected`, from the schema's `process_errors`,
-    which strawberry calls for every result with errors before it leaves (streamed ones
-    included): not in an `on_stream_result` hook, which strawberry would set up for every
-    event of every subscriber.
-    """
-
-    def on_operation(self) -> Iterator[None]:
-        context = self.execution_context
-        loaders = current_loaders.set(Loaders())
-        operation = OPERATION.set(context.operation_name)
-        began = time.perf_counter()
-        try:
-            yield
-        finally:
-            # A subscription's stream may be closed by another task than the one that ran it
-            # (a client's stop, a finaliser): there the variables are not ours to reset.
-            with contextlib.suppress(ValueError):
-                current_loaders.reset(loaders)
-            with contextlib.suppress(ValueError):
-                OPERATION.reset(operation)
-            errors = getattr(context.result, "errors", None)
-            kind, root = kind_and_root(context)
-            metrics.OPERATION_SECONDS.labels(kind, root, "error" if errors else "ok").observe(
-                time.perf_counter() - began
-            )
-
-
 def mask_unexpected(errors: list[GraphQLError], operation_name: str | None) -> None:
     """Hide unexpected errors behind a reference id, logged with the operation's name, and
     name input fields in errors as the API does; in place, so the result that holds the
@@ -130,7 +94,8 @@ def _anonymised(error: GraphQLError, operation_name: str | None) -> GraphQLError
 class PreparedOperations(SchemaExtension):
     """Parsing and validation, each once per distinct document, with a cap on the document's
     tokens and our guard rules: strawberry's MaxTokensLimiter, AddValidationRules,
-    ParserCache and ValidationCache in one extension (see OperationScope for why one).
+    ParserCache and ValidationCache in one class; the schema runs it as part of
+    OperationScope (see there for why one extension).
 
     It also holds, on every transport, who may introspect (`introspection`: public,
     signed-in or off), that callers without credentials send small documents only, and,
@@ -227,6 +192,44 @@ class PreparedOperations(SchemaExtension):
             "introspection needs a signed-in caller on this server (CK_INTROSPECTION=signed-in)",
             extensions={"code": "UNAUTHENTICATED"},
         )
+
+
+class OperationScope(PreparedOperations):
+    """What every operation gets, in the schema's one extension (strawberry keeps each
+    extension's `on_operation` open for the life of a subscription, and asks every extension
+    for its hooks and results on every streamed event, so each one costs on every socket and
+    every delivery):
+
+    - parsing and validation (PreparedOperations);
+    - fresh DataLoaders, also on long-lived websockets;
+    - its name in the log context;
+    - its latency, by operation type, root field and outcome.
+
+    Unexpected errors are masked by `mask_unexpected`, from the schema's `process_errors`,
+    which strawberry calls for every result with errors before it leaves (streamed ones
+    included): not in an `on_stream_result` hook, which strawberry would set up for every
+    event of every subscriber.
+    """
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        loaders = current_loaders.set(Loaders())
+        operation = OPERATION.set(context.operation_name)
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            # A subscription's stream may be closed by another task than the one that ran it
+            # (a client's stop, a finaliser): there the variables are not ours to reset.
+            with contextlib.suppress(ValueError):
+                current_loaders.reset(loaders)
+            with contextlib.suppress(ValueError):
+                OPERATION.reset(operation)
+            errors = getattr(context.result, "errors", None)
+            kind, root = kind_and_root(context)
+            metrics.OPERATION_SECONDS.labels(kind, root, "error" if errors else "ok").observe(
+                time.perf_counter() - began
+            )
 
 
 _OPERATION_KIND = re.compile(r"^(?:\s|,|#[^\n]*)*(query|mutation|subscription)\b")

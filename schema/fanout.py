@@ -47,6 +47,7 @@ _PURE = (CreationStarted, TokenDelta, Progress)
 _ENDINGS = (CreationCompleted, CreationFailed, CreationCancelled)
 _CONTEXTUAL = "creation"  # the only field of an event that reads the subscriber's context
 _Key = tuple[int, int, Hashable]
+_UNSEEN = object()
 
 
 @lru_cache(maxsize=SHARED_EVENTS)
@@ -98,7 +99,10 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
             isinstance(payload, _ENDINGS) and not self._reads_context()
         ):
             return None
-        variables = _frozen(self.variable_values.coerced)
+        variables = self.__dict__.get("_frozen_variables", _UNSEEN)
+        if variables is _UNSEEN:
+            # Once per subscription: the per-event executors are copies of this one.
+            variables = self._frozen_variables = _frozen(self.variable_values.coerced)
         return None if variables is None else (id(payload), id(self.operation), variables)
 
     def _reads_context(self) -> bool:

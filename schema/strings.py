@@ -11,7 +11,8 @@ GraphQL strings reach us two ways, and each is checked where it is cheapest:
 - literals in the document, by the validation rule `PlainStrings` (cached with the
   document's validation, so a repeated document costs nothing);
 - variables, including strings nested in input objects, lists and JSON scalars (keys too),
-  by `variable_errors`, which the PreparedOperations extension calls on every transport.
+  by `variable_errors`, which the schema extension (PreparedOperations) calls on every
+  transport.
 Other boundaries (form fields, file names) call `refusal` themselves.
 """
 
