@@ -27,7 +27,7 @@ from schema.documents import Document, DocumentRefused, Documents
 from schema.ide import ide_response
 from schema.origins import OriginPolicy
 from schema.parsing import MAX_TOKENS, parse_cached
-from schema.websocket import LegacyWSHandler, TransportWSHandler
+from schema.websocket import LegacyWSHandler, TransportWSHandler, WebSocketAdapter
 
 _SUBSCRIPTION = re.compile(r"^\s*subscription\b", re.MULTILINE)
 MAX_BODY_BYTES = 1 << 20  # as the websocket frame limit; prompts are at most 8,000 characters
@@ -122,6 +122,7 @@ class GraphQLView(GraphQL[Context, None]):
     request_adapter_class = _RequestAdapter
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
+    websocket_adapter_class = WebSocketAdapter
 
     def encode_json(self, data: object) -> str | bytes:
         # A streamed result shared by many subscribers (schema.fanout) has one `data` object:

@@ -15,14 +15,21 @@ import contextlib
 import logging
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
+from json import JSONDecodeError
+from typing import cast
 
 from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.async_base_view import AsyncWebSocketAdapter
-from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.http.exceptions import (
+    NonJsonMessageReceived,
+    NonTextMessageReceived,
+    WebSocketDisconnected,
+)
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -35,7 +42,7 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     ConnectionInitMessage as LegacyConnectionInitMessage,
 )
-from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage
+from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage, StartMessage
 
 from resolvers.access.sockets import CLOSE_REVOKED, CLOSE_TOO_MANY
 from resolvers.core.errors import CreationKingError, NotAuthenticated, RateLimited
@@ -114,6 +121,34 @@ async def _serve(
         await handle()
 
 
+class WebSocketAdapter(ASGIWebSocketAdapter):
+    """Strawberry's ASGI socket, keeping no message while it waits for the next one.
+
+    strawberry's `iter_json` holds the last message's text in its frame until the next
+    message comes, and its handlers hold the decoded message: on a subscription's socket,
+    the whole subscribe message (the document, often kilobytes) for the subscription's life.
+    Here the text is dropped once decoded, and the handlers below empty the message once its
+    operation holds what it needs."""
+
+    async def iter_json(
+        self, *, ignore_parsing_errors: bool = False
+    ) -> AsyncGenerator[object, None]:
+        try:
+            while self.ws.application_state != WebSocketState.DISCONNECTED:
+                try:
+                    message = self.view.decode_json(await self.ws.receive_text())
+                except JSONDecodeError as exc:
+                    if not ignore_parsing_errors:
+                        raise NonJsonMessageReceived from exc
+                    continue
+                yield message
+                del message
+        except KeyError as exc:  # a binary frame
+            raise NonTextMessageReceived from exc
+        except WebSocketDisconnect:  # pragma: no cover  (as strawberry's)
+            pass
+
+
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws with registration, caps and the per-operation check."""
 
@@ -131,6 +166,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if isinstance(payload, dict) and "query" in payload:
             payload["query"] = shared_text(payload["query"])
         await super().handle_subscribe(message)
+        cast("dict[str, object]", message).clear()  # the operation holds its parts
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         refusal = await _admit(self.context)
@@ -160,6 +196,10 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             await super().handle_connection_init(message)
         except RateLimited as exc:
             await _close(self.websocket, CLOSE_TOO_MANY, exc.message)
+
+    async def handle_start(self, message: StartMessage) -> None:
+        await super().handle_start(message)
+        cast("dict[str, object]", message).clear()  # the operation holds its parts
 
     async def handle_async_results(
         self,
