@@ -107,8 +107,12 @@ async def start_creation(
     # would put two round trips before every model's start.
     early = lookup = None
     if fast and not cache.running_here(key):
+        early, may_reuse = _EarlyModel(runner, creation), reproducible(data)
+        if not may_reuse:
+            early.start()  # its task first: it runs before the lookup's
         lookup = cache.source_soon(key, data, str(creation.id))
-        early = _EarlyModel(runner, creation, lookup, at_once=not reproducible(data))
+        if may_reuse:
+            early.start_unless_found(lookup)
         await asyncio.sleep(0)  # the model's task hands its work to the engine before we go on
     try:
         await screen(shield, data)
@@ -143,25 +147,28 @@ async def start_creation(
 
 
 class _EarlyModel:
-    """The model of a fast request, started before its row is stored: at once, or when the
-    cache lookup finds nothing to reuse. `take` it for the run, or `abandon` it."""
+    """The model of a fast request, started before its row is stored: at once (`start`), or
+    when the cache lookup finds nothing to reuse (`start_unless_found`). `take` it for the
+    run, or `abandon` it."""
 
-    def __init__(
-        self, runner: Runner, creation: Creation, lookup: asyncio.Task[str | None], *, at_once: bool
-    ) -> None:
+    def __init__(self, runner: Runner, creation: Creation) -> None:
         self._runner = runner
         self._creation = creation
         self._settled = False
-        self._started = runner.prestart(creation) if at_once else None
-        if not at_once:
-            lookup.add_done_callback(self._on_lookup)
+        self._started: Prestart | None = None
+
+    def start(self) -> None:
+        self._started = self._runner.prestart(self._creation)
+
+    def start_unless_found(self, lookup: asyncio.Task[str | None]) -> None:
+        lookup.add_done_callback(self._on_lookup)
 
     def _on_lookup(self, lookup: asyncio.Task[str | None]) -> None:
         # Runs before the request's own `await lookup` resumes (registered first).
         if self._settled or lookup.cancelled() or lookup.exception() is not None:
             return
         if lookup.result() is None:  # nothing to reuse: this request's run is the one
-            self._started = self._runner.prestart(self._creation)
+            self.start()
 
     def take(self) -> Prestart | None:
         """The started model, for `Runner.spawn` (None: spawn starts it)."""

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections import Counter
+import time
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
@@ -31,7 +31,7 @@ from tortoise.functions import Sum
 from tortoise.transactions import in_transaction
 
 from resolvers.core import keys, metrics
-from resolvers.core.embedded_redis import inline_twin
+from resolvers.core.embedded_redis import local_state
 from resolvers.core.errors import RateLimited
 from resolvers.core.models import Creation, CreationStatus, User
 
@@ -63,22 +63,26 @@ return {allowed, tostring(wait)}
 """
 
 
+_Buckets = OrderedDict[str, tuple[float, int, int]]  # key -> (tokens, at, expires)
+
+
 class RateLimiter:
-    """Requests per minute per caller, with bursts up to `burst`; one atomic script call."""
+    """Requests per minute per caller, with bursts up to `burst`: one atomic script call, or
+    with an embedded server, a dict of this process (every limiter on it shares the dict)."""
 
     def __init__(self, redis: Redis, *, per_minute: int, burst: int | None = None) -> None:
         self._rate = per_minute / 60
         self._capacity = burst if burst is not None else max(1, per_minute // 6)
         self._script = redis.register_script(_BUCKET)
-        self._inline = inline_twin(redis)
+        self._local: _Buckets | None = local_state(redis, "rate-buckets", OrderedDict)
 
     async def hit(self, subject: str) -> None:
         """Count one request of `subject`; RateLimited (with the wait) when over the rate.
         A Redis failure lets the request through: limits must not take the API down."""
         try:
-            if self._inline is not None:
-                allowed, wait = _bucket_inline(
-                    self._inline, keys.rate_bucket(subject), self._capacity, self._rate
+            if self._local is not None:
+                allowed, wait = _bucket_local(
+                    self._local, keys.rate_bucket(subject), self._capacity, self._rate
                 )
             else:
                 allowed, wait = await self._script(
@@ -94,13 +98,16 @@ class RateLimiter:
             )
 
 
-def _bucket_inline(client: Any, key: str, capacity: int, rate: float) -> tuple[int, str]:
-    """`_BUCKET` for an embedded server, step for step (see `embedded_redis.inline_twin`)."""
-    seconds, micros = client.time()
-    now_ms = int(seconds) * 1000 + int(micros) // 1000
-    stored_tokens, stored_at = client.hmget(key, ["tokens", "at"])
-    tokens, at = _lua_number(stored_tokens), _lua_number(stored_at)
-    if tokens is None or at is None:
+def _bucket_local(buckets: _Buckets, key: str, capacity: int, rate: float) -> tuple[int, str]:
+    """`_BUCKET` on a dict, step for step: the state is stored as Lua stores it (14
+    significant digits) and forgotten when the script's PEXPIRE would have dropped the key.
+    Entries are (tokens, at, expires), in ms since the epoch as Redis's TIME gives them, in
+    the order of their last use: the expired ones at the front are dropped as it goes."""
+    now_ms = time.time_ns() // 1_000_000
+    stored = buckets.get(key)
+    if stored is not None and stored[2] > now_ms:
+        tokens, at = stored[0], float(stored[1])
+    else:
         tokens, at = float(capacity), float(now_ms)
     tokens = min(capacity, tokens + max(0.0, now_ms - at) / 1000 * rate)
     allowed, wait = 0, 0.0
@@ -109,8 +116,14 @@ def _bucket_inline(client: Any, key: str, capacity: int, rate: float) -> tuple[i
         allowed = 1
     else:
         wait = (1 - tokens) / rate
-    client.hset(key, mapping={"tokens": _lua_string(tokens), "at": _lua_string(now_ms)})
-    client.pexpire(key, math.ceil(capacity / rate * 1000) + 1000)
+    expires = now_ms + math.ceil(capacity / rate * 1000) + 1000
+    buckets[key] = (float(_lua_string(tokens)), now_ms, expires)
+    buckets.move_to_end(key)
+    while buckets:
+        oldest, entry = next(iter(buckets.items()))
+        if entry[2] > now_ms:
+            break
+        del buckets[oldest]
     return allowed, _lua_string(wait)
 
 
