@@ -26,6 +26,7 @@ import io
 import logging
 import secrets
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +57,7 @@ GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 SYSTEM_PROMPT = "You are a helpful writing assistant. Answer in English."
 END_OF_TURN = "<|im_end|>"  # ChatML, the template SmolLM2-Instruct was trained on
 REPEAT_PENALTY = 1.1  # without it, greedy decoding of this model loops on a phrase
+FIRST_TOKEN_HANDOVER_S = 0.0003  # see `_generate`: once per generation, after its first token
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,12 @@ def _generate(
                 if not counted:
                     send("prompt", prompt_tokens)
                     counted = True
+                    send("text", piece)
+                    # Let the event loop, just woken for it, take the GIL and send the first
+                    # token out before this thread's Python (sampling, detokenizing) holds it
+                    # again: the loop would otherwise wait for it, up to the switch interval.
+                    time.sleep(FIRST_TOKEN_HANDOVER_S)
+                    continue
                 send("text", piece)
         chunks.close()
         if not counted:
