@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -130,11 +131,9 @@ class GraphQLView(GraphQL[Context, None]):
         if type(data) is dict and len(data) == 3:
             payload = data.get("payload")
             if type(payload) is dict and len(payload) == 1 and "data" in payload:
-                body = _encoded_once(payload["data"])
+                body = '"payload":{"data":' + _encoded_once(payload["data"]) + "}"
                 parts = [
-                    f"{json.dumps(key)}:"
-                    + ('{"data":' + body + "}" if key == "payload" else _compact(value))
-                    for key, value in data.items()
+                    body if key == "payload" else _member(key, value) for key, value in data.items()
                 ]
                 return "{" + ",".join(parts) + "}"
         return super().encode_json(data)
@@ -349,6 +348,22 @@ def _encoded_once(data: object) -> str:
         if len(_ENCODED) > _ENCODED_KEPT:
             del _ENCODED[next(iter(_ENCODED))]
     return text
+
+
+def _member(key: str, value: object) -> str:
+    """`"key":value` of a message's other members (its type, its id): the same few strings
+    on every message of a socket, so their JSON is kept."""
+    if type(value) is str and len(value) <= _MEMBER_CHARS:
+        return _string_member(key, value)
+    return f"{json.dumps(key)}:{_compact(value)}"
+
+
+_MEMBER_CHARS = 128  # longer ids are encoded each time, never kept
+
+
+@functools.lru_cache(maxsize=4_096)
+def _string_member(key: str, value: str) -> str:
+    return f"{json.dumps(key)}:{json.dumps(value)}"
 
 
 def _compact(value: object) -> str:

@@ -30,6 +30,8 @@ SHARED: dict[str, Any] = {"creationEvents": {"__typename": "TokenDelta", "seq": 
         {"id": "3", "type": "next", "payload": {"data": None}},
         {"id": "4", "type": "next", "payload": {"data": SHARED, "errors": [{"message": "x"}]}},
         {"id": "5", "type": "complete"},
+        {"id": "é" * 200, "type": "next", "payload": {"data": SHARED}},  # a long id, not kept
+        {"id": 7, "type": "next", "payload": {"data": SHARED}},  # not a string
         {"data": SHARED, "errors": None, "extensions": {"k": 1}},  # an HTTP body's shape
     ],
 )
