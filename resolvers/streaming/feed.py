@@ -103,7 +103,7 @@ class Feed:
                             return
                     if len(page) == PAGE:
                         continue  # the log may hold more
-                    if not page and cursor.last > 0 and await self._ended(creation_id):
+                    if not page and cursor.last > 0 and await self._ended(creation_id, cursor.last):
                         return  # the client already has the ending (after >= its seq)
                 read_first = True
                 while True:
@@ -126,12 +126,14 @@ class Feed:
                         await asyncio.sleep(0)
                         return
 
-    async def _ended(self, creation_id: str) -> bool:
-        """Whether the log ends with a terminal event. Asked only after a cursor: from the
-        start, an empty log has none (a new creation's follower goes straight to the live
-        tail, one round trip fewer before its first event)."""
+    async def _ended(self, creation_id: str, last: int) -> bool:
+        """Whether the log ends with a terminal event the client has (seq <= `last`). Asked
+        only after a cursor: from the start, an empty log has none (a new creation's follower
+        goes straight to the live tail, one round trip fewer before its first event). An
+        ending appended after the read that found nothing new is not the client's yet: it
+        comes live, or from the log after a quiet spell."""
         tail = await self.history.last_event(creation_id)
-        return tail is not None and tail.terminal
+        return tail is not None and tail.terminal and tail.seq <= last
 
 
 class _Cursor:

@@ -313,3 +313,28 @@ async def test_every_follower_here_gets_the_ending_before_any_of_them_ends(feed:
     await asyncio.wait_for(asyncio.gather(*followers), 5)
     assert sorted(order[:3]) == ["a got the ending", "b got the ending", "c got the ending"]
     assert sorted(order[3:]) == ["a ended", "b ended", "c ended"]
+
+
+async def test_an_ending_written_between_a_read_and_the_ending_check_is_delivered(
+    feed: Feed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A follower that finds nothing new in the log asks whether the log has ended; an
+    ending appended in between (a cancel of a queued creation, from any process) must reach
+    it, not end its stream without a terminal event (a CI failure of test_queued)."""
+    await feed.publish(Event("c-race", 1, EventKind.STARTED))
+    await feed.publish(delta(2, "queued", "c-race"))
+    read = feed.history.read
+    raced = False
+
+    async def read_then_end(creation_id: str, *, after: int, count: int = 512) -> list[Event]:
+        nonlocal raced
+        page = await read(creation_id, after=after, count=count)
+        if not page and not raced:
+            raced = True
+            await feed.history.append(Event("c-race", 3, EventKind.CANCELLED))
+        return page
+
+    monkeypatch.setattr(feed.history, "read", read_then_end)
+    events = await asyncio.wait_for(collect(feed, "c-race", after=2), 10)
+    assert raced
+    assert [(e.seq, e.kind) for e in events] == [(3, EventKind.CANCELLED)]
