@@ -210,13 +210,13 @@ async def announce_queue(creation_id: str, model: str, *, feed: Feed, queue: Job
         tail = await feed.history.last_event(creation_id)
         if tail is None:
             started = Event(creation_id, 1, EventKind.STARTED, model=model)
-            await feed.history.append(started, unclaimed=True)
+            await feed.publish(started, unclaimed=True)
             tail = started
         if is_queue_notice(tail) and tail.stage == queue_notice("", 0, position).stage:
             return
         if tail.kind is EventKind.STARTED or is_queue_notice(tail):
             notice = queue_notice(creation_id, tail.seq + 1, position)
-            await feed.history.append(notice, unclaimed=True)
+            await feed.publish(notice, unclaimed=True)
     except (StaleProducer, LogLost, ServiceUnavailable):
         return
 

@@ -37,7 +37,8 @@ from resolvers.storage.objects import make_store
 from resolvers.storage.outputs import Outputs
 from resolvers.streaming.cache import Cache
 from resolvers.streaming.feed import Feed
-from resolvers.streaming.history import History
+from resolvers.streaming.history import EventLog, History
+from resolvers.streaming.local_history import LocalHistory
 from resolvers.streaming.runner import Batching, Runner
 from resolvers.tools import TOOLS
 
@@ -220,8 +221,12 @@ async def open_core(
         await _interrupt_orphans()
     bus = Bus(ResilientRedisBackend(redis), listener_maxsize=settings.subscriber_buffer)
     await bus.start()
-    history = History(
-        redis, maxlen=settings.event_log_maxlen, ttl_seconds=settings.event_log_ttl_seconds
+    history: EventLog = (
+        LocalHistory(maxlen=settings.event_log_maxlen, ttl_seconds=settings.event_log_ttl_seconds)
+        if settings.embedded_redis
+        else History(
+            redis, maxlen=settings.event_log_maxlen, ttl_seconds=settings.event_log_ttl_seconds
+        )
     )
     feed = Feed(
         history,

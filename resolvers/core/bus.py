@@ -281,17 +281,20 @@ class Bus:
         except _CONNECTION_ERRORS as exc:
             log.warning("bus: publish on %s failed: %s", channel, exc)
 
-    def deliver_here(self, channel: str, message: str) -> None:
+    def deliver_here(self, channel: str, message: str, *, copy_follows: bool = True) -> None:
         """Offer a message this process just published to its own listeners of `channel` now,
         rather than after the round trip through Redis; its pub/sub copy is then skipped.
         (A listener that starts in between reads the log, which already holds the event.)
-        Listeners whose subscription is not confirmed yet get it too: it does not need Redis."""
+        Listeners whose subscription is not confirmed yet get it too: it does not need Redis.
+        `copy_follows` False: the message was not published through Redis (an embedded
+        server's own event log), so no copy is awaited."""
         state = self._channels.get(channel)
         if state is None:
             return
-        if len(state.delivered) >= _DELIVERED_KEPT:
-            del state.delivered[next(iter(state.delivered))]
-        state.delivered[message] = None
+        if copy_follows:
+            if len(state.delivered) >= _DELIVERED_KEPT:
+                del state.delivered[next(iter(state.delivered))]
+            state.delivered[message] = None
         for listener in list(state.listeners):
             listener.offer(message)
 

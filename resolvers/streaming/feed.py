@@ -21,7 +21,7 @@ from resolvers.core import keys
 from resolvers.core.bus import OVERFLOW, RESYNC, Bus
 from resolvers.core.errors import EventsLost
 from resolvers.streaming.events import Event, EventKind, coalesce
-from resolvers.streaming.history import History
+from resolvers.streaming.history import EventLog
 
 PAGE = 512  # log entries per catch-up read
 _QUIET_CHECKS_KEPT = 1_024  # creations whose last quiet check is remembered, before pruning
@@ -31,7 +31,7 @@ class Feed:
     """The event log plus the bus: what producers write to and subscribers read from."""
 
     def __init__(
-        self, history: History, bus: Bus, *, poll_seconds: float, lease_seconds: float = 10.0
+        self, history: EventLog, bus: Bus, *, poll_seconds: float, lease_seconds: float = 10.0
     ) -> None:
         self.history = history
         self.bus = bus
@@ -62,13 +62,14 @@ class Feed:
             if check.done() and now - began >= self._poll:
                 del self._quiet_checks[creation_id]
 
-    async def publish(self, *events: Event) -> None:
+    async def publish(self, *events: Event, unclaimed: bool = False) -> None:
         """Append consecutive events of one creation to its log and notify live followers
         (one Redis round trip); this process's own followers get them at once, without
-        waiting for their pub/sub copies."""
+        waiting for their pub/sub copies. `unclaimed`: see `History.append`."""
         channel = keys.event_channel(events[0].creation_id)
-        for message in await self.history.append(*events):
-            self.bus.deliver_here(channel, message)
+        copy_follows = self.history.remote
+        for message in await self.history.append(*events, unclaimed=unclaimed):
+            self.bus.deliver_here(channel, message, copy_follows=copy_follows)
 
     async def follow(
         self,

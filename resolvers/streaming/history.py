@@ -15,13 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Iterator
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from resolvers.core import keys
-from resolvers.core.embedded_redis import inline_twin
 from resolvers.core.errors import ServiceUnavailable
 from resolvers.streaming.events import Event, EventKind
 
@@ -90,8 +89,31 @@ class LogLost(Exception):
         self.top = top
 
 
+class EventLog(Protocol):
+    """What `Feed` and the runners need of an event log: `History` on Redis, or
+    `local_history.LocalHistory` in an embedded server. `remote`: an appended event also
+    reaches other processes' followers through Redis pub/sub."""
+
+    remote: bool
+
+    async def append(self, *events: Event, unclaimed: bool = False) -> list[str]: ...
+    async def rebuild(self, events: list[Event], usage: tuple[int, int]) -> bool: ...
+    async def holds(self, event: Event) -> bool: ...
+    async def last_event(self, creation_id: str) -> Event | None: ...
+    async def read(self, creation_id: str, *, after: int, count: int = 512) -> list[Event]: ...
+    async def usage(self, creation_id: str) -> tuple[int, int]: ...
+    async def claim(self, creation_id: str) -> None: ...
+    async def flag_cancel(self, creation_id: str) -> None: ...
+    async def cancel_flagged(self, creation_id: str) -> bool: ...
+    async def hold_lease(self, creation_id: str, seconds: float) -> None: ...
+    async def lease_held(self, creation_id: str) -> bool: ...
+    async def last_seq(self, creation_id: str) -> int: ...
+
+
 class History:
-    """Append to and read from creations' event logs."""
+    """Append to and read from creations' event logs in Redis."""
+
+    remote = True
 
     def __init__(self, redis: Redis, *, maxlen: int, ttl_seconds: int) -> None:
         self._redis = redis
@@ -99,7 +121,6 @@ class History:
         self._ttl = ttl_seconds
         self._append = redis.register_script(_APPEND)
         self._rebuild = redis.register_script(_REBUILD)
-        self._inline = inline_twin(redis)
 
     async def append(self, *events: Event, unclaimed: bool = False) -> list[str]:
         """Store consecutive `events` of one creation and publish them, in one atomic step,
@@ -112,8 +133,8 @@ class History:
         first, last = events[0], events[-1]
         payloads = [event.encode() for event in events]
         args: list[str | int] = [self._maxlen, self._ttl, "1" if unclaimed else "0"]
-        for event, payload in zip(_consecutive(events), payloads, strict=True):
-            args += [event.seq, payload, *_counted(event)]
+        for event, payload in zip(consecutive(events), payloads, strict=True):
+            args += [event.seq, payload, *counted(event)]
         log_key = keys.event_log(first.creation_id)
         names = [
             log_key,
@@ -123,10 +144,7 @@ class History:
         ]
         for attempt, pause in enumerate((*_RETRY_PAUSES, None)):
             try:
-                if self._inline is not None:
-                    outcome, top = _append_inline(self._inline, names, args)
-                else:
-                    outcome, top = await self._append(keys=names, args=args)
+                outcome, top = await self._append(keys=names, args=args)
                 if _text(outcome) == "claimed":
                     raise StaleProducer(f"{first.creation_id} was claimed by a runner")
                 if _text(outcome) == "lost":
@@ -228,7 +246,7 @@ class History:
         return 0 if event is None else event.seq
 
 
-def _consecutive(events: tuple[Event, ...]) -> tuple[Event, ...]:
+def consecutive(events: tuple[Event, ...]) -> tuple[Event, ...]:
     """`events`, if they are consecutive events of one creation, from seq 1 or later; else
     ValueError."""
     first = events[0]
@@ -240,38 +258,11 @@ def _consecutive(events: tuple[Event, ...]) -> tuple[Event, ...]:
     return events
 
 
-def _counted(event: Event) -> tuple[int, int]:
+def counted(event: Event) -> tuple[int, int]:
     """The (prompt, completion) tokens an event adds to its creation's running usage."""
     if event.kind is EventKind.DELTA:
         return event.prompt_tokens, event.completion_tokens
     return 0, 0
-
-
-def _append_inline(client: Any, names: list[str], args: list[str | int]) -> tuple[str, int]:
-    """`_APPEND` for an embedded server, step for step (see `inline_twin`), with its ARGV."""
-    log_key, channel, usage_key, claimed_key = names
-    maxlen, ttl, unclaimed, entries = int(args[0]), int(args[1]), args[2] == "1", args[3:]
-    first = int(entries[0])
-    if unclaimed and client.exists(claimed_key):
-        return "claimed", 0
-    if first > 1:
-        top = client.xrevrange(log_key, count=1)
-        top_seq = int(_text(top[0][0]).rpartition("-")[2]) if top else 0
-        if top_seq < first - 1:
-            return "lost", top_seq
-    counted = False
-    for index in range(0, len(entries), 4):
-        seq, payload, prompt, completion = entries[index : index + 4]
-        client.xadd(log_key, {_FIELD: payload}, id=f"0-{seq}", maxlen=maxlen, approximate=True)
-        client.publish(channel, payload)
-        if prompt != 0 or completion != 0:
-            client.hincrby(usage_key, "p", prompt)
-            client.hincrby(usage_key, "c", completion)
-            counted = True
-    client.expire(log_key, ttl)
-    if counted:
-        client.expire(usage_key, ttl)
-    return "ok", int(entries[-4])
 
 
 @contextlib.contextmanager

@@ -1,9 +1,11 @@
-"""The embedded (fakeredis) twins of the Redis scripts on the way to the first token: each
-gives the answers its Lua script gives on the real Redis, step for step."""
+"""The embedded twins of the Redis scripts on the way to the first token (fakeredis commands
+run inline, or plain structures of the process): each gives the answers its Lua script gives
+on the real Redis, step for step."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -20,7 +22,9 @@ from resolvers.core.embedded_redis import inline_twin
 from resolvers.core.errors import RateLimited
 from resolvers.streaming.cache import Cache
 from resolvers.streaming.events import Event, EventKind
-from resolvers.streaming.history import History, LogLost, StaleProducer
+from resolvers.streaming.feed import Feed
+from resolvers.streaming.history import EventLog, History, LogLost, StaleProducer
+from resolvers.streaming.local_history import LocalHistory
 
 Scenario = Callable[[Redis], Awaitable[list[Any]]]
 
@@ -50,17 +54,28 @@ async def _outcome(append: Awaitable[None]) -> str:
     return "ok"
 
 
+def _log(client: Redis) -> EventLog:
+    """The event log `open_core` gives a server on `client`."""
+    if inline_twin(client) is None:
+        return History(client, maxlen=100, ttl_seconds=60)
+    return LocalHistory(maxlen=100, ttl_seconds=60)
+
+
 async def test_appends_store_publish_count_and_refuse_alike(redis: Redis, fake: Redis) -> None:
+    """The embedded log (this process's memory) against the Lua script on Redis, through
+    `Feed.publish` as the runners and the queue notices write."""
+
     async def scenario(client: Redis) -> list[Any]:
-        history = History(client, maxlen=100, ttl_seconds=60)
+        history = _log(client)
         bus = Bus(ResilientRedisBackend(client))
+        feed = Feed(history, bus, poll_seconds=1)
         await bus.start()
         try:
             async with bus.listen(keys.event_channel("c")) as listener:
                 outcomes = [
-                    await _outcome(history.append(Event("c", 1, EventKind.STARTED, model="m"))),
+                    await _outcome(feed.publish(Event("c", 1, EventKind.STARTED, model="m"))),
                     await _outcome(
-                        history.append(
+                        feed.publish(
                             Event(
                                 "c",
                                 2,
@@ -71,19 +86,17 @@ async def test_appends_store_publish_count_and_refuse_alike(redis: Redis, fake: 
                             )
                         )
                     ),
-                    await _outcome(history.append(Event("c", 2, EventKind.DELTA, text="x"))),
-                    await _outcome(history.append(Event("c", 5, EventKind.DELTA, text="y"))),
-                    await _outcome(
-                        history.append(Event("d", 1, EventKind.STARTED), unclaimed=True)
-                    ),
+                    await _outcome(feed.publish(Event("c", 2, EventKind.DELTA, text="x"))),
+                    await _outcome(feed.publish(Event("c", 5, EventKind.DELTA, text="y"))),
+                    await _outcome(feed.publish(Event("d", 1, EventKind.STARTED), unclaimed=True)),
                 ]
                 started = Event("e", 1, EventKind.STARTED, model="m")
                 first = Event("e", 2, EventKind.DELTA, text="z", completion_tokens=2)
                 outcomes += [
-                    await _outcome(history.append(started, first)),  # one write for both
-                    await _outcome(history.append(first, Event("e", 3, EventKind.COMPLETED))),
+                    await _outcome(feed.publish(started, first)),  # one write for both
+                    await _outcome(feed.publish(first, Event("e", 3, EventKind.COMPLETED))),
                     await _outcome(
-                        history.append(
+                        feed.publish(
                             Event("e", 7, EventKind.DELTA, text="q", completion_tokens=1),
                             Event("e", 8, EventKind.COMPLETED),
                         )
@@ -91,15 +104,17 @@ async def test_appends_store_publish_count_and_refuse_alike(redis: Redis, fake: 
                 ]
                 await history.claim("d")
                 outcomes.append(
-                    await _outcome(
-                        history.append(Event("d", 2, EventKind.PROGRESS), unclaimed=True)
-                    )
+                    await _outcome(feed.publish(Event("d", 2, EventKind.PROGRESS), unclaimed=True))
                 )
                 heard = [await listener.get(timeout=2) for _ in range(2)]
                 assert await listener.get(timeout=0.05) is None  # refused events are not sent
         finally:
             await bus.stop()
-        ttl = await client.ttl(keys.event_log("c"))
+        ttl = (
+            history._logs._deadlines["c"] - time.monotonic()
+            if isinstance(history, LocalHistory)
+            else await client.ttl(keys.event_log("c"))
+        )
         return [
             outcomes,
             [Event.decode(m) for m in heard if m is not None],
@@ -121,8 +136,8 @@ async def test_appends_store_publish_count_and_refuse_alike(redis: Redis, fake: 
     assert usage == (5, 1) and [e.seq for e in other] == [1] and expiring
 
 
-async def test_an_append_takes_only_consecutive_events_of_one_creation(fake: Redis) -> None:
-    history = History(fake, maxlen=100, ttl_seconds=60)
+async def test_an_append_takes_only_consecutive_events_of_one_creation() -> None:
+    history = LocalHistory(maxlen=100, ttl_seconds=60)
     for events in (
         [Event("c", 1, EventKind.STARTED), Event("c", 3, EventKind.COMPLETED)],
         [Event("c", 1, EventKind.STARTED), Event("d", 2, EventKind.COMPLETED)],
@@ -211,9 +226,9 @@ async def test_releasing_a_run_in_flight_frees_only_ones_own_alike(
     assert await _both(redis, fake, scenario) == [True, b"first", 0, False]
 
 
-async def test_an_inline_append_does_not_wait_for_the_loop(fake: Redis) -> None:
+async def test_an_embedded_append_does_not_wait_for_the_loop() -> None:
     # Nothing else runs between its steps: it is as atomic as the script it replaces.
-    history = History(fake, maxlen=100, ttl_seconds=60)
+    history = LocalHistory(maxlen=100, ttl_seconds=60)
     ticks = 0
 
     async def ticking() -> None:
@@ -229,3 +244,45 @@ async def test_an_inline_append_does_not_wait_for_the_loop(fake: Redis) -> None:
     await history.append(Event("c", 2, EventKind.DELTA, text="a", completion_tokens=1))
     assert ticks == before
     ticker.cancel()
+
+
+async def test_the_embedded_log_trims_expires_and_rebuilds_as_redis_would() -> None:
+    now = [1_000.0]
+    history = LocalHistory(maxlen=100, ttl_seconds=60, clock=lambda: now[0])
+    await history.append(Event("c", 1, EventKind.STARTED))
+    for seq in range(2, 302):
+        await history.append(Event("c", seq, EventKind.DELTA, text=f"{seq} ", completion_tokens=1))
+    # bounded like XADD MAXLEN ~: the newest `maxlen` at least, never more than 100 over
+    kept = await history.read("c", after=0, count=1_000)
+    assert 100 <= len(kept) <= 200 and kept[-1].seq == 301
+    assert [e.seq for e in kept] == list(range(kept[0].seq, 302))
+    assert await history.usage("c") == (0, 300)  # the usage counts what was trimmed too
+    assert [e.seq for e in await history.read("c", after=299)] == [300, 301]
+    assert await history.holds(kept[-1]) and not await history.holds(
+        Event("c", 301, EventKind.COMPLETED)
+    )
+    # a lease lives its seconds, flags and logs `ttl_seconds` after their last write
+    await history.hold_lease("c", 2)
+    await history.claim("c")
+    await history.flag_cancel("c")
+    now[0] += 2.5
+    assert not await history.lease_held("c")
+    assert await history.cancel_flagged("c") and await history.last_seq("c") == 301
+    now[0] += 58
+    await history.append(Event("other", 1, EventKind.STARTED))  # expired entries are dropped
+    assert history._logs.logs.keys() == {"other"}
+    assert await history.read("c", after=0) == [] and await history.usage("c") == (0, 0)
+    assert not await history.cancel_flagged("c")
+    # an expired log takes seq 1 again; a later event needs the one before it
+    await history.append(Event("c", 1, EventKind.STARTED))
+    with pytest.raises(LogLost):
+        await history.append(Event("c", 5, EventKind.DELTA, text="x"))
+    # a rebuild writes a lost log only while it ends before what replaces it
+    rebuilt = [
+        Event("c", 1, EventKind.STARTED),
+        Event("c", 9, EventKind.DELTA, text="all", first_seq=2),
+    ]
+    assert await history.rebuild(rebuilt, (3, 8))
+    assert not await history.rebuild(rebuilt, (3, 8))
+    assert [e.seq for e in await history.read("c", after=0)] == [1, 9]
+    assert await history.usage("c") == (3, 8)
