@@ -193,8 +193,9 @@ def transcribe_direct(model: Any, audio: bytes, beam_size: int, start: float) ->
 
 @dataclass
 class Meter:
-    """Wall time of some runs; CPU of the process doing the work (the server, or this process
-    for the direct side), of this process (the client, for the stack) and of the machine."""
+    """Wall time of some runs; CPU of the process doing the work (the server with its model
+    processes, or this process for the direct side), of this process (the client, for the
+    stack) and of the machine."""
 
     wall_s: float = 0.0
     cpu_s: float = 0.0
@@ -204,10 +205,10 @@ class Meter:
     async def measure(self, pid: int, work: Awaitable[T]) -> T:
         me = os.getpid()
         wall, machine = time.perf_counter(), procs.machine_cpu_seconds()
-        cpu, own = procs.cpu_seconds([pid]), procs.cpu_seconds([me])
+        cpu, own = procs.tree_cpu_seconds(pid), procs.cpu_seconds([me])
         result = await work
         self.wall_s += time.perf_counter() - wall
-        self.cpu_s += procs.cpu_seconds([pid]) - cpu
+        self.cpu_s += procs.tree_cpu_seconds(pid) - cpu
         self.own_s += procs.cpu_seconds([me]) - own
         self.machine_s += procs.machine_cpu_seconds() - machine
         return result

@@ -140,6 +140,25 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total / ticks
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by `pid` and its live descendants (a server and
+    its local model processes)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])  # field 4, ppid
+    tree, grew = {pid}, True
+    while grew:
+        more = {child for child, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return cpu_seconds(sorted(tree))
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """User + system CPU seconds used so far by the live processes of process group `pgid`
     (Triton: the launcher, tritonserver and its Python backend stubs)."""

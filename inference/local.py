@@ -9,11 +9,14 @@ Nothing is downloaded: the weights are files of installed packages, checked agai
 SHA-256 digests before they are loaded (once per process).
 
 A llama.cpp context serves one sequence at a time, so the engine keeps `slots` of them (each
-about 70 MB at a 2,048-token context) and queues the requests beyond: a queued request's
-position reaches its creation as `Progress` events ("queued (position 2)") through
-`inference.base.report_queue_position`. Tokens are made in a worker thread and handed to the
-event loop one by one; closing the stream stops the generation after the current token.
-A request without a seed gets a random one (llama.cpp's default seed is fixed per process).
+about 70 MB at a 2,048-token context), each in a child process of its own
+(`inference.local_process`: the API's event loop and the model's Python then never wait for
+one GIL), and queues the requests beyond: a queued request's position reaches its creation
+as `Progress` events ("queued (position 2)") through `inference.base.report_queue_position`.
+Tokens come to the event loop one by one; closing the stream stops the generation after the
+current token. A child that dies ends its generation with ModelUnavailable and is replaced
+for the next request. A request without a seed gets a random one (llama.cpp's default seed
+is fixed per process).
 """
 
 from __future__ import annotations
@@ -26,10 +29,8 @@ import io
 import logging
 import secrets
 import threading
-import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -47,6 +48,7 @@ from inference.base import (
     count_tokens,
     queue_position_reporter,
 )
+from inference.local_process import ModelProcess
 
 log = logging.getLogger(__name__)
 NAME = "local"
@@ -57,7 +59,6 @@ GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 SYSTEM_PROMPT = "You are a helpful writing assistant. Answer in English."
 END_OF_TURN = "<|im_end|>"  # ChatML, the template SmolLM2-Instruct was trained on
 REPEAT_PENALTY = 1.1  # without it, greedy decoding of this model loops on a phrase
-FIRST_TOKEN_HANDOVER_S = 0.0003  # see `_generate`: once per generation, after its first token
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,6 @@ class LocalEngine:
     def __init__(self, config: LocalConfig | None = None, *, speech: Engine | None = None) -> None:
         self._config = config or LocalConfig()
         self._speech = speech
-        self._threads = ThreadPoolExecutor(self._config.slots, thread_name_prefix="local-llm")
         self._pool = _Pool(self._config.slots, self._load)
         self._verified = False
         self._verify_lock = threading.Lock()
@@ -106,20 +106,23 @@ class LocalEngine:
             async for delta in self._speech.stream(request):
                 yield delta
             return
-        llama = await self._pool.acquire(queue_position_reporter())
+        model = await self._pool.acquire(queue_position_reporter())
         try:
-            async for delta in self._generate(llama, request):
-                yield delta
+            # Closed here, not by the garbage collector's later task: the model is free only
+            # once its generation stopped.
+            async with contextlib.aclosing(self._generate(model, request)) as deltas:
+                async for delta in deltas:
+                    yield delta
         finally:
-            self._pool.release(llama)
+            self._pool.release(model)
 
     async def complete(self, request: GenerationRequest) -> Completion:
         """The whole text of `stream`."""
         return await collect(self, request)
 
     async def aclose(self) -> None:
-        """Stop the worker threads (a generation still running ends after its token)."""
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        """Stop the model processes (a generation still running ends with its process)."""
+        self._pool.close()
         if self._speech is not None:
             await self._speech.aclose()
 
@@ -129,32 +132,12 @@ class LocalEngine:
         for llama in held:
             self._pool.release(llama)
 
-    def _load(self) -> Any:
-        """One llama.cpp model and context (in a worker thread: it reads 98 MB).
-
-        Not `verbose=False`: llama-cpp-python then points the process's stdout and stderr
-        file descriptors at /dev/null while it loads, which silences every other thread's
-        output too. llama.cpp's own log goes to `_llama_log` instead, and the few prints of
-        the Python wrapper during loading to a buffer (logging handlers keep their streams).
-        """
-        from llama_cpp import Llama  # imported here: loading the library costs 0.1 s
-
+    def _load(self) -> ModelProcess:
+        """One model process (in a worker thread: it waits for the child to read 98 MB). The
+        weights are checked here, once per engine, not in every child."""
         path = self._config.model_path or default_model_path()
         self._verify(path)
-        _route_llama_log()
-        try:
-            with contextlib.redirect_stderr(io.StringIO()):
-                llama = Llama(
-                    model_path=str(path),
-                    n_ctx=self._config.context_tokens,
-                    n_threads=self._config.threads,
-                    n_threads_batch=self._config.threads,
-                    verbose=True,
-                )
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelUnavailable(f"the local text model did not load: {exc}") from exc
-        llama.verbose = False  # no per-request prints on stderr
-        return llama
+        return ModelProcess.start(functools.partial(load_llama, self._config, path))
 
     def _verify(self, path: Path) -> None:
         with self._verify_lock:
@@ -170,35 +153,54 @@ class LocalEngine:
                 raise ModelUnavailable(f"{path} is not the pinned SmolLM2 model (SHA-256 differs)")
             self._verified = True
 
-    async def _generate(self, llama: Any, request: GenerationRequest) -> AsyncIterator[Delta]:
-        loop = asyncio.get_running_loop()
-        handoff = _Handoff(loop)
-        stop = threading.Event()
-        work = loop.run_in_executor(self._threads, _generate, llama, request, stop, handoff.put)
+    async def _generate(
+        self, model: ModelProcess, request: GenerationRequest
+    ) -> AsyncGenerator[Delta, None]:
         estimate = prompt_tokens = count_tokens(request.prompt)
-        try:
-            while True:
-                for kind, value in await handoff.drain():
-                    if kind == "text":
-                        yield Delta(value)
-                    elif kind == "prompt":
-                        prompt_tokens = value
-                    elif kind == "error":
-                        raise value
-                    else:
-                        if prompt_tokens != estimate:  # the exact prompt size, not the guess
-                            yield Delta("", tokens=0, prompt_tokens=prompt_tokens - estimate)
-                        return
-        finally:
-            stop.set()
-            with contextlib.suppress(Exception):
-                await asyncio.shield(work)
+        async with contextlib.aclosing(model.generate(request)) as items:
+            async for kind, value in items:
+                if kind == "text":
+                    yield Delta(value)
+                elif kind == "prompt":
+                    prompt_tokens = value
+                elif kind == "error":
+                    raise value
+                else:
+                    if prompt_tokens != estimate:  # the exact prompt size, not the guess
+                        yield Delta("", tokens=0, prompt_tokens=prompt_tokens - estimate)
+                    return
 
 
-def _generate(
+def load_llama(config: LocalConfig, path: Path) -> Any:
+    """One llama.cpp model and context (in a model process, see `local_process`).
+
+    Not `verbose=False`: llama-cpp-python then points the process's stdout and stderr
+    file descriptors at /dev/null while it loads, which silences every other thread's
+    output too. llama.cpp's own log goes to `_llama_log` instead, and the few prints of
+    the Python wrapper during loading to a buffer (logging handlers keep their streams).
+    """
+    from llama_cpp import Llama  # imported here: loading the library costs 0.1 s
+
+    _route_llama_log()
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            llama = Llama(
+                model_path=str(path),
+                n_ctx=config.context_tokens,
+                n_threads=config.threads,
+                n_threads_batch=config.threads,
+                verbose=True,
+            )
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ModelUnavailable(f"the local text model did not load: {exc}") from exc
+    llama.verbose = False  # no per-request prints on stderr
+    return llama
+
+
+def generate_into(
     llama: Any, request: GenerationRequest, stop: threading.Event, send: Callable[[str, Any], None]
 ) -> None:
-    """Run one generation in a worker thread, sending ("prompt", n), ("text", s)... then
+    """Run one generation (in a model process), sending ("prompt", n), ("text", s)... then
     ("end", None) or ("error", InferenceError); checks `stop` between tokens."""
     try:
         # Tokenized once, as create_completion would tokenize the text (no BOS, special
@@ -226,7 +228,7 @@ def _generate(
             stream=True,
         )
         # The prompt's size goes out with the first text: sent alone, it would wake the event
-        # loop while the model starts, and the loop's work then delays the first token.
+        # loop while the model starts, for nothing.
         counted = False
         for chunk in chunks:
             if stop.is_set():
@@ -236,12 +238,6 @@ def _generate(
                 if not counted:
                     send("prompt", prompt_tokens)
                     counted = True
-                    send("text", piece)
-                    # Let the event loop, just woken for it, take the GIL and send the first
-                    # token out before this thread's Python (sampling, detokenizing) holds it
-                    # again: the loop would otherwise wait for it, up to the switch interval.
-                    time.sleep(FIRST_TOKEN_HANDOVER_S)
-                    continue
                 send("text", piece)
         chunks.close()
         if not counted:
@@ -276,85 +272,88 @@ def _stops(request: GenerationRequest) -> list[str]:
     return [s for s in request.stop if s]
 
 
-class _Handoff:
-    """What a worker thread sends to the event loop, in order. The loop is woken once per
-    batch, not once per item: a busy loop then takes several tokens per wake-up (each
-    wake-up writes to the loop's self-pipe)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._items: deque[tuple[str, Any]] = deque()
-        self._lock = threading.Lock()
-        self._waking = False
-        self._ready = asyncio.Event()
-
-    def put(self, kind: str, value: Any) -> None:
-        """From the worker thread."""
-        with self._lock:
-            self._items.append((kind, value))
-            if self._waking:
-                return
-            self._waking = True
-        self._loop.call_soon_threadsafe(self._wake)
-
-    def _wake(self) -> None:
-        with self._lock:
-            self._waking = False
-        self._ready.set()
-
-    async def drain(self) -> list[tuple[str, Any]]:
-        """Everything sent so far (at least one item), waiting for it if need be."""
-        while True:
-            with self._lock:
-                if self._items:
-                    items = list(self._items)
-                    self._items.clear()
-                    return items
-                self._ready.clear()
-            await self._ready.wait()
-
-
 class _Pool:
-    """`size` llama.cpp contexts, loaded on demand; callers beyond wait in line and are told
-    their position (1 = next) whenever it changes."""
+    """`size` model processes, started on demand; callers beyond wait in line and are told
+    their position (1 = next) whenever it changes. A process that died is replaced."""
 
-    def __init__(self, size: int, load: Callable[[], Any]) -> None:
+    def __init__(self, size: int, load: Callable[[], ModelProcess]) -> None:
         self._size = size
         self._load = load
-        self._loaded = 0
-        self._free: list[Any] = []
-        self._waiting: deque[tuple[asyncio.Future[Any], Callable[[int], None] | None]] = deque()
+        self._models: set[ModelProcess] = set()  # started, free or in use
+        self._starting = 0
+        self._free: list[ModelProcess] = []
+        self._waiting: deque[tuple[asyncio.Future[ModelProcess], Callable[[int], None] | None]]
+        self._waiting = deque()
+        self._replacing: set[asyncio.Task[None]] = set()
 
-    async def acquire(self, report: Callable[[int], None] | None) -> Any:
-        if self._free:
-            return self._free.pop()
-        if self._loaded < self._size:
-            self._loaded += 1
-            try:
-                return await asyncio.to_thread(self._load)
-            except BaseException:
-                self._loaded -= 1
-                raise
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    async def acquire(self, report: Callable[[int], None] | None) -> ModelProcess:
+        while self._free:
+            model = self._free.pop()
+            if model.alive:
+                return model
+            self._forget(model)
+        if len(self._models) + self._starting < self._size:
+            return await self._start()
+        waiter: asyncio.Future[ModelProcess] = asyncio.get_running_loop().create_future()
         self._waiting.append((waiter, report))
         self._announce()
         try:
             return await waiter
         except asyncio.CancelledError:
             self._waiting = deque(w for w in self._waiting if w[0] is not waiter)
-            if waiter.done() and not waiter.cancelled():
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self.release(waiter.result())  # handed over just as it left: pass it on
             self._announce()
             raise
 
-    def release(self, llama: Any) -> None:
+    def release(self, model: ModelProcess) -> None:
+        if not model.alive:
+            self._forget(model)
+            if self._waiting:  # the next in line gets a new process
+                task = asyncio.ensure_future(self._replace())
+                self._replacing.add(task)
+                task.add_done_callback(self._replacing.discard)
+            return
         while self._waiting:
             waiter, _report = self._waiting.popleft()
             if not waiter.done():
-                waiter.set_result(llama)
+                waiter.set_result(model)
                 self._announce()
                 return
-        self._free.append(llama)
+        self._free.append(model)
+
+    def close(self) -> None:
+        """Stop every process (at shutdown)."""
+        for model in self._models:
+            model.close()
+        self._models.clear()
+        self._free.clear()
+
+    async def _start(self) -> ModelProcess:
+        self._starting += 1
+        try:
+            model = await asyncio.to_thread(self._load)
+        finally:
+            self._starting -= 1
+        self._models.add(model)
+        return model
+
+    async def _replace(self) -> None:
+        try:
+            model = await self._start()
+        except Exception as exc:
+            while self._waiting:
+                waiter, _report = self._waiting.popleft()
+                if not waiter.done():
+                    waiter.set_exception(exc)
+                    break
+            self._announce()
+            return
+        self.release(model)
+
+    def _forget(self, model: ModelProcess) -> None:
+        self._models.discard(model)
+        model.close()
 
     def _announce(self) -> None:
         for position, (_waiter, report) in enumerate(self._waiting, start=1):

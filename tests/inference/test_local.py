@@ -1,11 +1,15 @@
 """The local engine's text model (SmolLM2-135M-Instruct through llama.cpp), for real: it
-streams, stops on request within a token, honours max_tokens, stop sequences and seeds, and
-queues requests beyond its slots, telling them their place."""
+streams, stops on request within a token, honours max_tokens, stop sequences and seeds,
+queues requests beyond its slots, telling them their place, and outlives a model process
+that dies."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -117,6 +121,30 @@ async def test_requests_beyond_the_slots_queue_and_hear_their_place(engine: Loca
     await asyncio.gather(first, second)
     assert positions and positions[0] == 1
     assert order.index("first done") < order.index("second"), order
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_model_process_that_dies_fails_its_stream_and_the_next_gets_a_new_one(
+    engine: LocalEngine,
+) -> None:
+    # given a generation under way and a request waiting for the one slot
+    stream = engine.stream(request("Write a very long story.", max_tokens=1500, seed=5))
+    assert (await anext(stream)).text
+    waiting = asyncio.ensure_future(deltas(engine, request("Say yes.", max_tokens=3, seed=1)))
+    await asyncio.sleep(0.1)
+    (model,) = multiprocessing.active_children()  # the engine's one model process
+    # when the process is killed (out of memory, say)
+    os.kill(model.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    # then the stream it served fails with a clear error, not a hang
+    with pytest.raises(ModelUnavailable, match="died"):
+        async with asyncio.timeout(30):
+            async for _delta in stream:
+                pass
+    # and the request that waited runs on a new process
+    after = await asyncio.wait_for(waiting, 60)
+    assert sum(d.tokens for d in after) >= 1
+    (replacement,) = multiprocessing.active_children()
+    assert replacement.pid != model.pid
 
 
 @pytest.mark.asyncio(loop_scope="module")
