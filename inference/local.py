@@ -116,6 +116,11 @@ class LocalEngine:
         finally:
             self._pool.release(model)
 
+    @property
+    def model_pids(self) -> list[int]:
+        """The process ids of the model processes running now (for operators and tests)."""
+        return self._pool.pids()
+
     async def complete(self, request: GenerationRequest) -> Completion:
         """The whole text of `stream`."""
         return await collect(self, request)
@@ -321,6 +326,9 @@ class _Pool:
                 self._announce()
                 return
         self._free.append(model)
+
+    def pids(self) -> list[int]:
+        return sorted(model.pid for model in self._models if model.alive)
 
     def close(self) -> None:
         """Stop every process (at shutdown)."""

@@ -6,11 +6,12 @@ request held the model up to the interpreter's switch interval (5 ms) at a time,
 model held the loop that should send its first token. Measured on 2 cores, the first token
 came 7-14 ms later than llama.cpp called directly. A process has its own GIL.
 
-`ModelProcess` owns one child (a `spawn`, never a fork of a process with threads) holding
-one llama.cpp context, one generation at a time. Parent and child speak over a socket pair
-(`multiprocessing.Pipe`), in small pickled tuples:
+`ModelProcess` owns one child (a new interpreter, never a fork of a process with threads)
+holding one llama.cpp context, one generation at a time. Parent and child speak over a
+socket pair (`multiprocessing.connection.Connection`), in small pickled tuples:
 
-- parent -> child: `("generate", id, GenerationRequest)`, `("stop", id)`, `("exit",)`;
+- parent -> child: `("load", callable)` first, then `("generate", id, GenerationRequest)`,
+  `("stop", id)`, `("exit",)`;
 - child -> parent: `("ready", None)` once loaded (or `("error", exc)`), then per generation
   `(id, kind, value)` with the kinds of `local._generate`: "prompt", "text"..., then "end"
   or "error".
@@ -26,18 +27,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
+import os
 import queue
 import signal
+import socket
+import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from inference.base import GenerationRequest, InferenceError, ModelUnavailable
 
 log = logging.getLogger(__name__)
+_ROOT = str(Path(__file__).resolve().parent.parent)  # where `inference` is, for the child
 _READY_TIMEOUT_S = 120.0  # spawning, importing llama.cpp and reading 98 MB
 _STOP_GRACE_S = 30.0  # a stopped generation ends after its current token; then it is killed
 
@@ -58,29 +64,50 @@ class ModelProcess:
 
     @classmethod
     def start(cls, load: Callable[[], Any]) -> ModelProcess:
-        """Spawn a child that calls `load()` (a picklable callable returning the model) and
-        wait until it is ready; ModelUnavailable (or `load`'s InferenceError) if it is not."""
-        context = multiprocessing.get_context("spawn")
-        ours, theirs = context.Pipe(duplex=True)
-        process = context.Process(target=_serve, args=(theirs, load), daemon=True)
-        process.start()
-        theirs.close()
+        """Start a child that calls `load()` (a picklable callable returning the model) and
+        wait until it is ready; ModelUnavailable (or `load`'s InferenceError) if it is not.
+
+        A plain `python -m inference.local_process`, not multiprocessing's spawn: spawn runs
+        the parent's main module again in the child (the `creation-king` script, and with it
+        the whole API), where this child needs only `inference`."""
+        ours, theirs = socket.socketpair()
+        path = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
         try:
-            if not ours.poll(_READY_TIMEOUT_S):
+            process = subprocess.Popen(
+                [sys.executable, "-m", "inference.local_process", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": path},
+            )
+        except OSError as exc:
+            ours.close()
+            raise ModelUnavailable(f"the local model process did not start: {exc}") from exc
+        finally:
+            theirs.close()
+        conn = Connection(ours.detach())
+        try:
+            conn.send(("load", load))
+            if not conn.poll(_READY_TIMEOUT_S):
                 raise ModelUnavailable("the local model process did not start in time")
-            kind, value = ours.recv()
+            kind, value = conn.recv()
         except (EOFError, OSError) as exc:
             kind, value = "error", ModelUnavailable(f"the local model process died: {exc}")
+        except ModelUnavailable as exc:
+            kind, value = "error", exc
         if kind != "ready":
-            ours.close()
+            conn.close()
             process.kill()
-            process.join(5)
+            process.wait(5)
             raise value if isinstance(value, InferenceError) else ModelUnavailable(str(value))
-        return cls(process, ours)
+        return cls(process, conn)
 
     @property
     def alive(self) -> bool:
-        return not self._dead and self._process.is_alive()
+        return not self._dead and self._process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        return int(self._process.pid)
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[tuple[str, Any], None]:
         """The child's ("prompt" | "text" | "end" | "error", value) items for `request`, in
@@ -116,10 +143,11 @@ class ModelProcess:
         with contextlib.suppress(OSError, ValueError):
             self._conn.send(("exit",))
         self._conn.close()
-        self._process.join(1)
-        if self._process.is_alive():
+        try:
+            self._process.wait(1)
+        except subprocess.TimeoutExpired:
             self._process.kill()
-            self._process.join(5)
+            self._process.wait(5)
         self._dead = True
 
     def _attach(self) -> None:
@@ -181,12 +209,13 @@ class ModelProcess:
             self.close()
 
 
-def _serve(conn: Connection, load: Callable[[], Any]) -> None:
+def _serve(conn: Connection) -> None:
     """The child: load the model, then run one generation at a time until told to leave."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from inference.local import generate_into  # the child's own import of the engine
 
     try:
+        _kind, load = conn.recv()
         model = load()
     except InferenceError as exc:
         conn.send(("error", exc))
@@ -237,3 +266,7 @@ def _serve(conn: Connection, load: Callable[[], Any]) -> None:
         finally:
             with lock:
                 stops.pop(job_id, None)
+
+
+if __name__ == "__main__":
+    _serve(Connection(int(sys.argv[1])))
