@@ -164,6 +164,10 @@ class ModelProcess:
                     self._items.append((message[1], message[2]))
         except (EOFError, OSError):
             self._died()
+        except Exception:  # a message that does not decode: this child is not to be trusted
+            log.exception("local model process sent a broken message; stopping it")
+            self._process.kill()
+            self._died()
         self._ready.set()
 
     def _died(self) -> None:
