@@ -1,7 +1,8 @@
 """The in-process Redis of embedded mode (fakeredis), a synchronous twin of its client, and
 plain dicts beside it for state that only this process reads.
 
-Shared by the event log, the rate limiter and the answer cache; nothing here knows them.
+Shared by the rate limiter and the answer cache (embedded mode's event log is plain lists,
+`resolvers.streaming.local_history`); nothing here knows them.
 """
 
 from __future__ import annotations
