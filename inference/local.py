@@ -86,7 +86,8 @@ def chat_prompt(prompt: str) -> str:
 
 
 class LocalEngine:
-    """Text from SmolLM2 through llama.cpp, speech from `speech` (Whisper), in this process."""
+    """Text from SmolLM2 through llama.cpp, in one model process per slot; speech from
+    `speech` (Whisper), in this process."""
 
     name = NAME
 
@@ -134,8 +135,8 @@ class LocalEngine:
     async def warm_up(self) -> None:
         """Load every slot's model now rather than on the first requests."""
         held = [await self._pool.acquire(None) for _ in range(self._config.slots)]
-        for llama in held:
-            self._pool.release(llama)
+        for model in held:
+            self._pool.release(model)
 
     def _load(self) -> ModelProcess:
         """One model process (in a worker thread: it waits for the child to read 98 MB). The
