@@ -19,7 +19,7 @@ from tortoise.expressions import Q
 from inference.base import Usage
 from resolvers.access import scopes
 from resolvers.access.auth import Principal, require_user
-from resolvers.access.limits import reserve_tokens
+from resolvers.access.limits import store_admitted
 from resolvers.core import metrics
 from resolvers.core.errors import (
     AlreadyFinished,
@@ -116,9 +116,8 @@ async def start_creation(
         await asyncio.sleep(0)  # the model's task hands its work to the engine before we go on
     try:
         await screen(shield, data)
-        # The row is the reservation: it is stored in the admission's transaction.
-        async with reserve_tokens(user.user_id, budget, per_day=quota_per_day):
-            await creation.save(force_create=True)
+        # The row is the reservation: admission stores it.
+        await store_admitted(creation, per_day=quota_per_day)
         source = await (lookup or cache.source_for(key, data, str(creation.id)))
     except BaseException:
         if early is not None:
