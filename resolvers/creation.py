@@ -83,7 +83,6 @@ async def start_creation(
     )
     # Fast runs are stored RUNNING and handed over: no second read before the model starts.
     fast = tool.mode_for(data) is Mode.FAST
-    masked = mask(data).found
     creation = Creation(
         id=uuid.uuid4(),
         owner_id=user.user_id,
@@ -95,7 +94,6 @@ async def start_creation(
         variant=variant.name,
         cache_key=key,
         reserved_tokens=budget,
-        masked=masked,
     )
     # A fast request asks Redis for an answer to reuse or an identical run in flight
     # (claiming the run if there is none) while it is screened, admitted and stored, unless
@@ -115,6 +113,9 @@ async def start_creation(
             early.start_unless_found(lookup)
         await asyncio.sleep(0)  # the model's task hands its work to the engine before we go on
     try:
+        # The personal data the tool masks in the model's input (kinds and counts, kept on
+        # the row): scanned while the model starts.
+        creation.masked = mask(data).found
         await screen(shield, data)
         # The row is the reservation: admission stores it.
         await store_admitted(creation, per_day=quota_per_day)
