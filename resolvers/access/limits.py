@@ -9,7 +9,8 @@ after cancel, failure or a cached answer are therefore exact and need no extra s
 Admission is atomic per user: the usage check and the insert of the creation holding the
 reservation commit together, after locking the user's row (Postgres `FOR NO KEY UPDATE`:
 one user's admissions take turns on every replica and, under READ COMMITTED, each sees the
-rows of the ones before). On Postgres a database function does it in one round trip.
+rows of the ones before). On Postgres a database function does it in one round trip, and
+commits without waiting for the WAL flush (migrations/0011 says what that risks).
 Embedded SQLite is single-process: there a transaction holds Tortoise's connection lock.
 The rows stay the only record: a Redis counter would need an exact refund at every end of
 a creation (run, copy, cancel, recovery) and would forget the day when Redis restarts.

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from tortoise import connections
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
-from resolvers.access.limits import store_admitted
+from resolvers.access.limits import _row_json, store_admitted
 from resolvers.core import db
 from resolvers.core.errors import RateLimited
 from resolvers.core.models import Creation, CreationStatus, User
@@ -121,3 +122,22 @@ async def test_an_unknown_owner_stores_nothing(user: User) -> None:
     with pytest.raises(IntegrityError):
         await store_admitted(ghost, per_day=DAY)
     assert not await Creation.filter(id=ghost.id).exists()
+
+
+async def test_only_the_admissions_transaction_skips_the_wal_flush(user: User) -> None:
+    # given a pooled connection, inside a transaction of its own
+    creation = _creation(user, 10)
+    async with in_transaction() as connection:
+        before = await connection.execute_query_dict("SHOW synchronous_commit")
+        await connection.execute_query(
+            "SELECT ck_admit_creation($1::jsonb, $2, $3)",
+            [_row_json(creation), datetime.now(UTC) - timedelta(days=1), DAY],
+        )
+        # then the admission commits without waiting for the flush
+        during = await connection.execute_query_dict("SHOW synchronous_commit")
+    assert before[0]["synchronous_commit"] == "on"
+    assert during[0]["synchronous_commit"] == "off"
+    # and the setting ends with that transaction: the next one on the pool flushes again
+    after = await connections.get("default").execute_query_dict("SHOW synchronous_commit")
+    assert after[0]["synchronous_commit"] == "on"
+    assert await Creation.filter(id=creation.id).exists()
