@@ -98,14 +98,16 @@ async def start_creation(
     # A fast request asks Redis for an answer to reuse or an identical run in flight
     # (claiming the run if there is none) while it is screened, admitted and stored, unless
     # an identical run is in flight in this process. Its model starts before the row is
-    # stored (`_EarlyModel`): at once when no stored answer can serve it (it pins no seed),
-    # else once the lookup found none, so a cache hit costs no model work. The model reads
-    # the input as it is (screening refuses, it never rewrites) and is abandoned if the
-    # request is refused or copies another run. Asking first, then storing, then starting
-    # would put two round trips before every model's start.
+    # stored (`_EarlyModel`): at once when no stored answer can serve it (it pins no seed,
+    # or the tool's answers are not kept), else once the lookup found none, so a cache hit
+    # costs no model work. The model reads the input as it is (screening refuses, it never
+    # rewrites) and is abandoned if the request is refused or copies another run. Asking
+    # first, then storing, then starting would put two round trips before every model's
+    # start.
     early = lookup = None
     if fast and not cache.running_here(key):
-        early, may_reuse = _EarlyModel(runner, creation), reproducible(data)
+        early = _EarlyModel(runner, creation)
+        may_reuse = reproducible(data) and cache.keeps_answers(tool.name)
         if not may_reuse:
             early.start()  # its task first: it runs before the lookup's
         lookup = cache.source_soon(key, data, str(creation.id))

@@ -168,6 +168,10 @@ class Cache:
         if self._withdrawing:
             await asyncio.wait(set(self._withdrawing), timeout=_STOP_SECONDS)
 
+    def keeps_answers(self, tool: str) -> bool:
+        """Whether `tool`'s completed answers are stored for reuse (its TTL is above 0)."""
+        return self._ttl.get(tool, self._default_ttl) > 0
+
     def running_here(self, key: str) -> bool:
         """Whether this process runs `key`'s run in flight: a hint with no round trip
         (`source_for` decides, and also finds runs in flight in other processes)."""

@@ -360,3 +360,26 @@ async def test_the_first_token_of_a_burst_leaves_before_the_rest_is_read(
     assert engine.most_waiting <= 200
     # and nothing was lost or reordered
     assert text(events) == "".join(f" b{index}" for index in range(5_000))
+
+
+async def test_a_seeded_request_does_not_wait_for_a_cache_that_keeps_nothing(
+    settings: Settings,
+) -> None:
+    """With the tool's answers not kept (TTL 0) no stored answer can serve a seeded request
+    either: its model starts at once, and an identical run in flight is still shared."""
+    order: list[str] = []
+    kept_nothing = settings.model_copy(update={"cache_ttl_overrides": {"write": 0}})
+    async with core_with(kept_nothing, OrderedEngine(order)) as core:
+        principal = await a_user()
+        real_lookup = core.cache.source_for
+
+        async def lookup(*args: Any, **kwargs: Any) -> str | None:
+            source = await real_lookup(*args, **kwargs)
+            order.append("looked up")
+            return source
+
+        with noting_saves(order), mock.patch.object(core.cache, "source_for", lookup):
+            creation = await write(core, principal, seed=3)
+        log = await events(core, principal, creation)
+    assert order.index("model") < order.index("looked up")
+    assert log[-1].kind is EventKind.COMPLETED
