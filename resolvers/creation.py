@@ -30,7 +30,7 @@ from resolvers.core.errors import (
     ServiceUnavailable,
 )
 from resolvers.core.models import Creation, CreationStatus
-from resolvers.guard.inputs import mask, screen
+from resolvers.guard.inputs import Masking, mask, screen
 from resolvers.guard.shield import Shield
 from resolvers.storage.outputs import Outputs
 from resolvers.streaming.cache import Cache, copy_of, reproducible
@@ -95,6 +95,10 @@ async def start_creation(
         cache_key=key,
         reserved_tokens=budget,
     )
+    # The personal data masked in the model's input: kinds and counts on the row, and the
+    # masked input itself for a model started here (its run masks it otherwise).
+    masking = mask(data)
+    creation.masked = masking.found
     # A fast request asks Redis for an answer to reuse or an identical run in flight
     # (claiming the run if there is none) while it is screened, admitted and stored, unless
     # an identical run is in flight in this process. Its model starts before the row is
@@ -106,7 +110,7 @@ async def start_creation(
     # start.
     early = lookup = None
     if fast and not cache.running_here(key):
-        early = _EarlyModel(runner, creation)
+        early = _EarlyModel(runner, creation, masking)
         may_reuse = reproducible(data) and cache.keeps_answers(tool.name)
         if not may_reuse:
             early.start()  # its task first: it runs before the lookup's
@@ -115,9 +119,6 @@ async def start_creation(
             early.start_unless_found(lookup)
         await asyncio.sleep(0)  # the model's task hands its work to the engine before we go on
     try:
-        # The personal data the tool masks in the model's input (kinds and counts, kept on
-        # the row): scanned while the model starts.
-        creation.masked = mask(data).found
         await screen(shield, data)
         # The row is the reservation: admission stores it.
         await store_admitted(creation, per_day=quota_per_day)
@@ -153,14 +154,15 @@ class _EarlyModel:
     when the cache lookup finds nothing to reuse (`start_unless_found`). `take` it for the
     run, or `abandon` it."""
 
-    def __init__(self, runner: Runner, creation: Creation) -> None:
+    def __init__(self, runner: Runner, creation: Creation, masking: Masking) -> None:
         self._runner = runner
         self._creation = creation
+        self._masking = masking
         self._settled = False
         self._started: Prestart | None = None
 
     def start(self) -> None:
-        self._started = self._runner.prestart(self._creation)
+        self._started = self._runner.prestart(self._creation, masking=self._masking)
 
     def start_unless_found(self, lookup: asyncio.Task[str | None]) -> None:
         lookup.add_done_callback(self._on_lookup)

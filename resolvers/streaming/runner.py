@@ -48,6 +48,7 @@ from resolvers.core.errors import ServiceUnavailable
 from resolvers.core.logcontext import CREATION_ID
 from resolvers.core.models import Creation, CreationStatus
 from resolvers.core.routing import RoutedEngine, Router, Variant
+from resolvers.guard.inputs import Masking
 from resolvers.storage.outputs import Outputs
 from resolvers.streaming.cache import HANDED_OVER, Cache, sharers
 from resolvers.streaming.events import Event, EventKind, complete, is_queue_notice, queue_notice
@@ -143,16 +144,23 @@ class Runner:
         task.add_done_callback(lambda _task: start.state.production.cancel_pump())
         return task
 
-    def prestart(self, creation: Creation, pieces: AsyncIterator[Piece] | None = None) -> Prestart:
+    def prestart(
+        self,
+        creation: Creation,
+        pieces: AsyncIterator[Piece] | None = None,
+        *,
+        masking: Masking | None = None,
+    ) -> Prestart:
         """Start the model of a fast creation, which need not be stored yet; `spawn` it once
-        it is, or `abandon` it. Until then its tokens wait in the run's queue."""
+        it is, or `abandon` it. Until then its tokens wait in the run's queue. `masking`:
+        the creation's input already masked (`mask(creation.input)`), if the caller has it."""
         state = self._register(str(creation.id))
         state.creation = creation
         # The model's task is queued first, ahead of all this request and the run do next:
         # until the model is in its own native code, every step the event loop takes delays
         # its Python (the GIL). It runs in the run's context (span, log fields) all the same.
         context = contextvars.copy_context()
-        span = context.run(self._enter_run, creation, state, pieces)
+        span = context.run(self._enter_run, creation, state, pieces, masking)
         return Prestart(state, context, span)
 
     def abandon(self, start: Prestart) -> None:
@@ -163,7 +171,11 @@ class Runner:
         start.span.end()
 
     def _enter_run(
-        self, creation: Creation, state: Run, pieces: AsyncIterator[Piece] | None
+        self,
+        creation: Creation,
+        state: Run,
+        pieces: AsyncIterator[Piece] | None,
+        masking: Masking | None,
     ) -> trace.Span:
         """In the spawned run's context: open its span, name it in the log, start the model."""
         span = tracing.tracer().start_span(
@@ -172,7 +184,7 @@ class Runner:
         otel_context.attach(trace.set_span_in_context(span))
         CREATION_ID.set(state.creation_id)
         if pieces is None:
-            pieces = self._model_pieces(creation, state)
+            pieces = self._model_pieces(creation, state, masking)
         state.production.start(pieces)
         return span
 
@@ -302,12 +314,19 @@ class Runner:
             else:
                 await self._emit(state, EventKind.STARTED, model=creation.model)
 
-    async def _model_pieces(self, creation: Creation, state: Run) -> AsyncIterator[Piece]:
+    async def _model_pieces(
+        self, creation: Creation, state: Run, masking: Masking | None = None
+    ) -> AsyncIterator[Piece]:
         """The tool's pieces from the creation's engine, chosen once the pump runs (a failure
         there ends the run like any failure of the model)."""
         engine = state.engine = self._router.engine(creation.tool, creation.variant)
         pieces = TOOLS[creation.tool].pieces(
-            engine, creation.input, engine.variant.model, state.creation_id, self._outputs.store
+            engine,
+            creation.input,
+            engine.variant.model,
+            state.creation_id,
+            self._outputs.store,
+            masking=masking,
         )
         try:
             async for piece in pieces:

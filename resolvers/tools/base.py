@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from inference.base import Engine, Piece, close_stream
 from resolvers.core.errors import InvalidInput
 from resolvers.core.settings import Settings
-from resolvers.guard.inputs import mask, restored
+from resolvers.guard.inputs import Masking, mask, restored
 from resolvers.storage.objects import ObjectStore
 
 if TYPE_CHECKING:
@@ -131,12 +131,17 @@ class Tool:
         model: str,
         request_id: str,
         store: ObjectStore,
+        *,
+        masking: Masking | None = None,
     ) -> AsyncIterator[Piece]:
         """The run's pieces, after loading what the input refers to (e.g. an upload). The
-        model sees the input with personal data masked; the pieces come back restored."""
+        model sees the input with personal data masked (`masking`: `mask(data)`, if the
+        caller made it already); the pieces come back restored."""
         if self.load is not None:
             data = await self.load(data, store)
-        masking = mask(data)
+            masking = None  # what was loaded is masked too
+        if masking is None:
+            masking = mask(data)
         pieces = self.run(engine, masking.data, model, request_id)
         if len(masking.vault):
             pieces = restored(pieces, masking.vault)

@@ -19,8 +19,10 @@ from resolvers.core.errors import Blocked, RateLimited
 from resolvers.core.models import Creation, CreationStatus
 from resolvers.core.settings import Settings
 from resolvers.creation import follow_started, start_creation
+from resolvers.guard.inputs import Masking, mask
 from resolvers.guard.shield import Shield, load_rules
 from resolvers.streaming.events import Event, EventKind
+from tests.resolvers.guard.test_guard_inputs import EchoEngine
 from tests.resolvers.streaming.test_cache import a_user, events, text, write
 from tests.resolvers.streaming.test_runner import NO_JOBS, core_with, logged, new_creation
 
@@ -383,3 +385,30 @@ async def test_a_seeded_request_does_not_wait_for_a_cache_that_keeps_nothing(
         log = await events(core, principal, creation)
     assert order.index("model") < order.index("looked up")
     assert log[-1].kind is EventKind.COMPLETED
+
+
+async def test_a_started_model_gets_the_input_masked_once(settings: Settings) -> None:
+    """The start path masks the input once: the row records what was masked, and the model
+    it starts reads the same masked input (no second scan on its way)."""
+    email = "li.wei@example.com"
+    engine = EchoEngine()
+    calls: list[object] = []
+
+    def counted(data: Any) -> Masking:
+        calls.append(data)
+        return mask(data)
+
+    async with core_with(settings, engine) as core:
+        principal = await a_user()
+        with (
+            mock.patch("resolvers.creation.mask", counted),
+            mock.patch("resolvers.tools.base.mask", counted),
+        ):
+            creation = await write(core, principal, prompt=f"Write to {email} today.")
+            log = await events(core, principal, creation)
+        stored = await Creation.get(id=creation.id)
+    assert len(calls) == 1
+    # the model saw the placeholder; the owner reads the value back
+    assert engine.prompts and email not in engine.prompts[0] and "[EMAIL_1]" in engine.prompts[0]
+    assert email in text(log) and log[-1].kind is EventKind.COMPLETED
+    assert [(m["field"], m["kind"]) for m in stored.masked] == [("prompt", "EMAIL")]
