@@ -249,6 +249,15 @@ async def test_a_seeded_request_asks_the_cache_before_the_model(settings: Settin
     """The model starts once the cache has no answer, without waiting for the row (a hit
     starts no model at all: tests/resolvers/streaming/test_cache.py)."""
     order: list[str] = []
+    log = await seeded_write(settings, order)
+    assert order.index("looked up") < order.index("model")
+    assert set(order) == {"looked up", "model", "stored"}
+    assert log[-1].kind is EventKind.COMPLETED
+
+
+async def seeded_write(settings: Settings, order: list[str]) -> list[Event]:
+    """A seeded `write` started and followed to its end, noting in `order` when the model
+    starts, when the cache lookup answers and when the row is stored."""
     async with core_with(settings, OrderedEngine(order)) as core:
         principal = await a_user()
         real_lookup = core.cache.source_for
@@ -260,10 +269,7 @@ async def test_a_seeded_request_asks_the_cache_before_the_model(settings: Settin
 
         with noting_saves(order), mock.patch.object(core.cache, "source_for", lookup):
             creation = await write(core, principal, seed=3)
-        log = await events(core, principal, creation)
-    assert order.index("looked up") < order.index("model")
-    assert set(order) == {"looked up", "model", "stored"}
-    assert log[-1].kind is EventKind.COMPLETED
+        return await events(core, principal, creation)
 
 
 REFUSALS = {
@@ -368,21 +374,10 @@ async def test_a_seeded_request_does_not_wait_for_a_cache_that_keeps_nothing(
     settings: Settings,
 ) -> None:
     """With the tool's answers not kept (TTL 0) no stored answer can serve a seeded request
-    either: its model starts at once, and an identical run in flight is still shared."""
+    either: its model starts before the lookup answers."""
     order: list[str] = []
     kept_nothing = settings.model_copy(update={"cache_ttl_overrides": {"write": 0}})
-    async with core_with(kept_nothing, OrderedEngine(order)) as core:
-        principal = await a_user()
-        real_lookup = core.cache.source_for
-
-        async def lookup(*args: Any, **kwargs: Any) -> str | None:
-            source = await real_lookup(*args, **kwargs)
-            order.append("looked up")
-            return source
-
-        with noting_saves(order), mock.patch.object(core.cache, "source_for", lookup):
-            creation = await write(core, principal, seed=3)
-        log = await events(core, principal, creation)
+    log = await seeded_write(kept_nothing, order)
     assert order.index("model") < order.index("looked up")
     assert log[-1].kind is EventKind.COMPLETED
 
