@@ -48,14 +48,13 @@ from resolvers.core.errors import ServiceUnavailable
 from resolvers.core.logcontext import CREATION_ID
 from resolvers.core.models import Creation, CreationStatus
 from resolvers.core.routing import RoutedEngine, Router, Variant
-from resolvers.guard.inputs import Masking
 from resolvers.storage.outputs import Outputs
 from resolvers.streaming.cache import HANDED_OVER, Cache, sharers
 from resolvers.streaming.events import Event, EventKind, complete, is_queue_notice, queue_notice
 from resolvers.streaming.feed import Feed
 from resolvers.streaming.history import LogLost, StaleProducer
 from resolvers.streaming.run import Diverged, Due, End, HandOver, Queued, Resume, Run
-from resolvers.tools import TOOLS
+from resolvers.tools import TOOLS, Masking
 
 log = logging.getLogger(__name__)
 CHECKPOINT_SECONDS = 1.0  # how stale the row's copy of a running creation's text may be

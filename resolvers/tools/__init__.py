@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 
 from resolvers.core.errors import InvalidInput
+from resolvers.guard.inputs import Masking
 from resolvers.tools.base import MAX_SEED, EnumDoc, Mode, Tool, ToolInput, check_text
 
 _MODULES = (
@@ -40,4 +41,15 @@ def get_tool(name: str) -> Tool:
         raise InvalidInput(f"unknown tool {name!r}", field="tool") from None
 
 
-__all__ = ["MAX_SEED", "TOOLS", "EnumDoc", "Mode", "Tool", "ToolInput", "check_text", "get_tool"]
+# `Masking`: the masked input a tool's `pieces` may be handed (resolvers.guard makes it).
+__all__ = [
+    "MAX_SEED",
+    "TOOLS",
+    "EnumDoc",
+    "Masking",
+    "Mode",
+    "Tool",
+    "ToolInput",
+    "check_text",
+    "get_tool",
+]
